@@ -1,0 +1,1 @@
+"""Losses, metrics and LightningModules pairing a frozen teacher with a trainable student."""

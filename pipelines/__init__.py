@@ -1,0 +1,1 @@
+"""Data, configs, caches, the ``ovdistill`` command, the demo and reports."""

@@ -1,0 +1,1 @@
+"""Trainable dense predictors that emit embeddings (pixels or regions), never fixed class logits."""

@@ -1,0 +1,138 @@
+"""Training-free dense (per-patch) embeddings from a CLIP image tower: MaskCLIP and later variants.
+
+Modes (``encode_dense(mode=...)``):
+
+``maskclip``   Zhou et al. 2022. In the last ViT block the q-k attention is replaced by the value
+               path: ``o = out_proj(v(ln_1(x)))``; the residual and MLP are kept as in the official
+               code; then ``ln_post`` and ``proj``. For ModifiedResNet the attention pool's ``v_proj``
+               and ``c_proj`` act as 1x1 convolutions on the layer4 map.
+``value_only`` The value path without the residual and the MLP (the residual removal of ClearCLIP,
+               Lan et al. 2024, with plain value attention). ViT only.
+``clearclip``  ClearCLIP: q-q self-attention in the last block, no residual, no MLP. ViT only.
+
+Each function returns ``(features [B, D, h, w], keys [B, C, h, w])``; the keys of the last block
+feed key smoothing (see :mod:`teachers.refine`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import Tensor, nn
+
+VIT_MODES = ("maskclip", "value_only", "clearclip")
+RESNET_MODES = ("maskclip",)
+
+
+def dense_modes(visual: nn.Module) -> tuple[str, ...]:
+    """The dense modes a vision tower supports (empty when it has none)."""
+    if isinstance(visual, VisionTransformer) and _vit_supported(visual):
+        return VIT_MODES
+    if isinstance(visual, ModifiedResNet):
+        return RESNET_MODES
+    return ()
+
+
+def _vit_supported(visual: VisionTransformer) -> bool:
+    last = visual.transformer.resblocks[-1]
+    return (
+        visual.attn_pool is None
+        and isinstance(last, ResidualAttentionBlock)
+        and isinstance(last.attn, nn.MultiheadAttention)
+        and not hasattr(last, "ln_1_kv")
+    )
+
+
+def interpolate_pos_embed(pos: Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> Tensor:
+    """Bicubically resize a ViT's ``[1 + gh*gw, C]`` positional embedding to another patch grid."""
+    if tuple(old_grid) == tuple(new_grid):
+        return pos
+    cls_pos, patch_pos = pos[:1], pos[1:]
+    patch_pos = patch_pos.reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos.float(), size=new_grid, mode="bicubic", align_corners=False)
+    patch_pos = patch_pos.to(pos.dtype).permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1)
+    return torch.cat([cls_pos, patch_pos], dim=0)
+
+
+def _split_qkv(block: ResidualAttentionBlock, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    attn = block.attn
+    return F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+
+
+def vit_dense(visual: VisionTransformer, x: Tensor, mode: str = "maskclip") -> tuple[Tensor, Tensor]:
+    """Dense features of an open_clip ``VisionTransformer`` on a normalised input ``x``."""
+    if mode not in VIT_MODES:
+        raise ValueError(f"dense mode {mode!r} is not one of {VIT_MODES} for a ViT tower")
+    b = x.shape[0]
+    tokens = visual.conv1(x)
+    grid = tokens.shape[-2:]
+    tokens = tokens.flatten(2).transpose(1, 2)
+    cls = visual.class_embedding.to(tokens.dtype).view(1, 1, -1).expand(b, -1, -1)
+    tokens = torch.cat([cls, tokens], dim=1)
+    tokens = tokens + interpolate_pos_embed(visual.positional_embedding, visual.grid_size, grid).to(tokens.dtype)
+    tokens = visual.ln_pre(tokens)
+    for block in visual.transformer.resblocks[:-1]:
+        tokens = block(tokens)
+
+    last: ResidualAttentionBlock = visual.transformer.resblocks[-1]
+    y = last.ln_1(tokens)
+    q, k, v = _split_qkv(last, y)
+    if mode == "clearclip":
+        heads = last.attn.num_heads
+        qh = q.unflatten(-1, (heads, -1)).transpose(1, 2)
+        vh = v.unflatten(-1, (heads, -1)).transpose(1, 2)
+        v = F.scaled_dot_product_attention(qh, qh, vh).transpose(1, 2).flatten(2)
+    out = last.attn.out_proj(v)
+    if mode == "maskclip":
+        out = tokens + last.ls_1(out)
+        out = out + last.ls_2(last.mlp(last.ln_2(out)))
+    out = visual.ln_post(out)[:, 1:]
+    if visual.proj is not None:
+        out = out @ visual.proj
+    feats = out.transpose(1, 2).reshape(b, -1, *grid)
+    keys = k[:, 1:].transpose(1, 2).reshape(b, -1, *grid)
+    return feats, keys
+
+
+def resnet_dense(visual: ModifiedResNet, x: Tensor, mode: str = "maskclip") -> tuple[Tensor, Tensor]:
+    """Dense features of an open_clip ``ModifiedResNet``: attention-pool v/c projections as 1x1 convs."""
+    if mode not in RESNET_MODES:
+        raise ValueError(f"dense mode {mode!r} is not one of {RESNET_MODES} for a ModifiedResNet tower")
+    x = x.to(visual.conv1.weight.dtype)
+    x = visual.stem(x)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    pool = visual.attnpool
+    feat = x.permute(0, 2, 3, 1)
+    keys = pool.k_proj(feat).permute(0, 3, 1, 2)
+    feats = pool.c_proj(pool.v_proj(feat)).permute(0, 3, 1, 2)
+    return feats, keys
+
+
+def dense_features(visual: nn.Module, x: Tensor, mode: str, model_name: str) -> tuple[Tensor, Tensor]:
+    """Dispatch on the tower type; unsupported towers raise ``NotImplementedError`` naming the model."""
+    if isinstance(visual, VisionTransformer):
+        if not _vit_supported(visual):
+            raise NotImplementedError(
+                f"encode_dense is not implemented for {model_name!r}: its ViT uses an attention-pool head or a "
+                "custom attention block, for which the MaskCLIP value path is not defined"
+            )
+        return vit_dense(visual, x, mode)
+    if isinstance(visual, ModifiedResNet):
+        return resnet_dense(visual, x, mode)
+    raise NotImplementedError(
+        f"encode_dense is not implemented for {model_name!r} (vision tower {type(visual).__name__}); "
+        "MaskCLIP dense features are defined for open_clip VisionTransformer and ModifiedResNet towers. "
+        "Text, image and region embeddings work for this model."
+    )
+
+
+def dense_grid(visual: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size of the dense map for an input of ``size`` pixels."""
+    if isinstance(visual, VisionTransformer):
+        ph, pw = visual.patch_size
+        return size[0] // ph, size[1] // pw
+    return math.ceil(size[0] / 32), math.ceil(size[1] / 32)

@@ -1,0 +1,299 @@
+"""``OpenCLIPTeacher``: a frozen open_clip model behind the teacher interface.
+
+Text, image, region and dense embeddings, all L2-normalised, from any open_clip architecture:
+a built-in name, or a new name declared inline by ``model_cfg`` (an open_clip JSON model config).
+Weights come from an open_clip pretrained tag, a local checkpoint file (loaded with
+``weights_only``), or nowhere (random init, for tests).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .dense import dense_features, dense_modes
+from .image_ops import check_boxes, check_images, crop_and_resize, scale_boxes, to_rois, whole_image_boxes
+from .refine import key_smoothing, prompt_denoise
+from .templates import resolve_templates
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _register_model_cfg(model_name: str, model_cfg: dict) -> None:
+    """Declare ``model_cfg`` to open_clip under ``model_name`` through its public ``add_model_config``."""
+    if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg or "text_cfg" not in model_cfg:
+        raise ValueError(
+            f"model_cfg for {model_name!r} must be an open_clip model config dict with 'embed_dim', "
+            f"'vision_cfg' and 'text_cfg', got keys {sorted(model_cfg) if isinstance(model_cfg, dict) else model_cfg}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{model_name}.json"
+        path.write_text(json.dumps(model_cfg))
+        open_clip.add_model_config(path)
+
+
+def _file_fingerprint(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def _weights_fingerprint(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _create(model_name: str, pretrained: str | None, precision: str, device) -> nn.Module:
+    if model_name not in open_clip.list_models():
+        known = ", ".join(open_clip.list_models()[:12])
+        raise ValueError(
+            f"unknown open_clip model_name {model_name!r}; use an open_clip architecture "
+            f"(e.g. {known}, ...) or declare a new one with model_cfg"
+        )
+    if pretrained is None:
+        warnings.warn(
+            f"OpenCLIPTeacher({model_name!r}, pretrained=None): weights are randomly initialised; "
+            "this is only meaningful in tests",
+            stacklevel=3,
+        )
+        return open_clip.create_model(model_name, pretrained=None, precision=precision, device=device)
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained in tags:
+        try:
+            return open_clip.create_model(model_name, pretrained=pretrained, precision=precision, device=device)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f"could not load open_clip weights {model_name!r}/{pretrained!r}: {err}. Tags are fetched from a "
+                "model hub or its local cache; without network, download the checkpoint elsewhere and pass its "
+                "file path as pretrained="
+            ) from err
+    path = os.path.expanduser(pretrained)
+    looks_like_path = os.sep in pretrained or Path(pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+    if not os.path.isfile(path):
+        if looks_like_path:
+            raise FileNotFoundError(f"teacher checkpoint file not found: {pretrained!r}")
+        raise ValueError(
+            f"pretrained={pretrained!r} is neither an open_clip tag of {model_name!r} "
+            f"(known tags: {tags or 'none'}) nor an existing checkpoint file"
+        )
+    try:
+        return open_clip.create_model(model_name, pretrained=path, precision=precision, device=device, weights_only=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint {pretrained!r} does not fit architecture {model_name!r}: {str(err).splitlines()[0]} ..."
+        ) from err
+    except Exception as err:
+        raise ValueError(f"could not read checkpoint {pretrained!r} for {model_name!r}: {err}") from err
+
+
+class OpenCLIPTeacher(nn.Module):
+    """A frozen open_clip vision-language model exposing text/image/region/dense embeddings.
+
+    Args:
+        model_name: an open_clip architecture (``ViT-B-16``, ``RN50``, ``ViT-B-16-SigLIP``, ...) or a new
+            name declared by ``model_cfg``.
+        pretrained: an open_clip pretrained tag, a local checkpoint path, or ``None`` (random init).
+        model_cfg: an open_clip model config dict declaring ``model_name`` inline.
+        precision: ``fp32``, ``fp16`` or ``bf16`` weights (outputs are always float32).
+        device: where to build the model; it moves with ``.to()`` afterwards.
+        region_chunk: how many crops go through the image tower at once in ``encode_regions``.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: str | None = None,
+        *,
+        model_cfg: dict | None = None,
+        precision: str = "fp32",
+        device="cpu",
+        region_chunk: int = 256,
+    ):
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+        if model_cfg is not None:
+            _register_model_cfg(model_name, copy.deepcopy(model_cfg))
+        model = _create(model_name, pretrained, precision, device)
+        model.requires_grad_(False)
+        model.eval()
+        self.model = model
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.precision = precision
+        self.region_chunk = region_chunk
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = cfg["size"]
+        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
+        self.register_buffer("_mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.embed_dim: int = int(self._probe_dim())
+        if pretrained is None:
+            tag = f"random-{_weights_fingerprint(model)}"
+        elif os.path.isfile(os.path.expanduser(pretrained)):
+            tag = f"file-{_file_fingerprint(os.path.expanduser(pretrained))}"
+        else:
+            tag = pretrained
+        self.name: str = f"{model_name}@{tag}"
+        self._text_cache: dict[tuple, Tensor] = {}
+
+    # ------------------------------------------------------------------ state
+    def train(self, mode: bool = True) -> "OpenCLIPTeacher":
+        """Keep the wrapped model in eval mode whatever a parent module asks (it is never trained)."""
+        self.training = mode
+        self.model.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self._mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the image tower (its first convolution or linear layer)."""
+        for module in self.model.visual.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                return module.weight.dtype
+        return next(self.model.visual.parameters()).dtype
+
+    def dense_modes(self) -> tuple[str, ...]:
+        """Modes ``encode_dense`` accepts for this teacher's vision tower (empty if none)."""
+        return dense_modes(self.model.visual)
+
+    def _probe_dim(self) -> int:
+        with torch.no_grad():
+            tokens = self.tokenizer(["a"]).to(self._mean.device)
+            text_dim = self.model.encode_text(tokens).shape[-1]
+            probe = torch.zeros(1, 3, *self.image_size, device=self._mean.device, dtype=self.dtype)
+            image_dim = self.model.encode_image(probe).shape[-1]
+        if text_dim != image_dim:
+            raise ValueError(
+                f"{self.model_name!r}: image tower emits {image_dim}-d and text tower {text_dim}-d embeddings; "
+                "a teacher needs one shared embedding space (check embed_dim / timm_proj in the model config)"
+            )
+        return text_dim
+
+    # ------------------------------------------------------------------ helpers
+    def normalize(self, images: Tensor) -> Tensor:
+        """Apply the teacher's mean/std to images already at the teacher's input size."""
+        return ((images.float() - self._mean) / self._std).to(self.dtype)
+
+    def preprocess(self, images: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """Resize ``[B,3,H,W]`` images in [0,1] to ``size`` (default: the teacher's) and normalise them."""
+        check_images(images)
+        size = tuple(size or self.image_size)
+        images = images.to(self.device, torch.float32)
+        resized = crop_and_resize(images, to_rois(whole_image_boxes(images)), size)
+        return self.normalize(resized)
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def encode_text(self, class_names: list[str], templates: str | list[str] | None = None) -> Tensor:
+        """``[K, D]``: each template filled with each name, embedded, normalised, averaged, re-normalised."""
+        if isinstance(class_names, str) or not class_names:
+            raise ValueError(f"class_names must be a non-empty list of strings, got {class_names!r}")
+        for name in class_names:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"class name {name!r} in class_names must be a non-empty string")
+        patterns = resolve_templates(templates)
+        key = (tuple(class_names), patterns)
+        cached = self._text_cache.get(key)
+        if cached is None:
+            prompts = [t.format(name) for name in class_names for t in patterns]
+            tokens = self.tokenizer(prompts).to(self.device)
+            emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+            emb = emb.view(len(class_names), len(patterns), -1).mean(dim=1)
+            cached = F.normalize(emb, dim=-1).cpu()
+            self._text_cache[key] = cached
+        return cached.to(self.device)
+
+    # ------------------------------------------------------------------ image / regions
+    @torch.no_grad()
+    def encode_image(self, images: Tensor) -> Tensor:
+        """``[B, D]`` normalised embeddings of whole images (resized to the teacher's input size)."""
+        return self._embed(self.preprocess(images))
+
+    def _embed(self, normalised: Tensor) -> Tensor:
+        return F.normalize(self.model.encode_image(normalised).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_regions(self, images: Tensor, boxes: list[Tensor], scales=(1.0, 1.5)) -> Tensor:
+        """``[sum N_i, D]`` ViLD region embeddings: crops at each scale, embedded, averaged, re-normalised.
+
+        All boxes of the batch at all scales are cropped in one RoIAlign call and embedded in chunks of
+        ``region_chunk`` crops; rows follow the order of ``boxes`` (image 0's boxes first).
+        """
+        check_images(images)
+        check_boxes(boxes, images)
+        if not scales:
+            raise ValueError("scales must name at least one crop scale, e.g. (1.0, 1.5)")
+        images = images.to(self.device, torch.float32)
+        boxes = [b.to(self.device, torch.float32) for b in boxes]
+        n = sum(len(b) for b in boxes)
+        if n == 0:
+            return torch.zeros(0, self.embed_dim, device=self.device)
+        rois = to_rois(boxes)
+        rois = torch.cat([torch.cat([rois[:, :1], scale_boxes(rois[:, 1:], s)], dim=1) for s in scales])
+        feats = []
+        for start in range(0, len(rois), self.region_chunk):
+            crops = crop_and_resize(images, rois[start : start + self.region_chunk], self.image_size)
+            feats.append(self._embed(self.normalize(crops)))
+        emb = torch.cat(feats).view(len(scales), n, -1).mean(dim=0)
+        return F.normalize(emb, dim=-1)
+
+    # ------------------------------------------------------------------ dense
+    @torch.no_grad()
+    def encode_dense_with_keys(
+        self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(features [B,D,h,w] normalised over D, last-block keys [B,C,h,w])`` at input ``size``."""
+        x = self.preprocess(images, size)
+        feats, keys = dense_features(self.model.visual, x, mode, self.model_name)
+        return F.normalize(feats.float(), dim=1), keys.float()
+
+    def encode_dense(self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None) -> Tensor:
+        """``[B, D, h, w]`` per-patch embeddings, L2-normalised over D (MaskCLIP value path by default)."""
+        return self.encode_dense_with_keys(images, mode, size)[0]
+
+    @torch.no_grad()
+    def dense_logits(
+        self,
+        images: Tensor,
+        text: Tensor,
+        *,
+        mode: str = "maskclip",
+        size: tuple[int, int] | None = None,
+        denoise: float | None = None,
+        smooth: bool = False,
+        output_size: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Zero-shot segmentation logits ``[B, K, H, W]``: cosine(dense feature, text) with optional
+        key smoothing and prompt denoising (threshold ``denoise``), upsampled to ``output_size``."""
+        feats, keys = self.encode_dense_with_keys(images, mode, size)
+        if text.shape[-1] != feats.shape[1]:
+            raise ValueError(f"text embeddings have dim {text.shape[-1]} but the teacher's dense dim is {feats.shape[1]}")
+        logits = torch.einsum("bdhw,kd->bkhw", feats, text.to(feats))
+        if smooth:
+            logits = key_smoothing(logits, keys) / 100.0
+        if denoise is not None:
+            logits = prompt_denoise(logits, threshold=denoise)
+        out = output_size or tuple(images.shape[-2:])
+        return F.interpolate(logits, size=out, mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, embed_dim={self.embed_dim}, image_size={self.image_size}, precision={self.precision}"

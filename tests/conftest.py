@@ -1,0 +1,56 @@
+"""Tiny random-initialised open_clip architectures declared inline, shared by the tests."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+
+TINY_VIT = {
+    "embed_dim": 24,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": TEXT_CFG,
+}
+TINY_RN = {
+    "embed_dim": 24,
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16, "patch_size": None},
+    "text_cfg": TEXT_CFG,
+}
+# A timm tower with a SigLIP-style attention-pool (MAP) head.
+TINY_TIMM = {
+    "embed_dim": 64,  # timm_proj "none": the MAP head's output (test_vit width 64) is the embedding
+    "vision_cfg": {"image_size": 160, "timm_model_name": "test_vit", "timm_pool": "map", "timm_proj": "none"},
+    "text_cfg": TEXT_CFG,
+}
+
+
+def make_teacher(name: str, cfg: dict, seed: int = 0, **kwargs):
+    from teachers import OpenCLIPTeacher
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return OpenCLIPTeacher(name, None, model_cfg=cfg, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def vit_teacher():
+    return make_teacher("tiny-vit-test", TINY_VIT)
+
+
+@pytest.fixture(scope="session")
+def rn_teacher():
+    return make_teacher("tiny-rn-test", TINY_RN)
+
+
+@pytest.fixture(scope="session")
+def timm_teacher():
+    return make_teacher("tiny-timm-map-test", TINY_TIMM)
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(2, 3, 48, 40, generator=g)

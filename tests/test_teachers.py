@@ -1,0 +1,278 @@
+"""OpenCLIPTeacher against independent computations on tiny random open_clip towers."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_RN, TINY_VIT, make_teacher
+
+from teachers import OpenCLIPTeacher, key_smoothing, prompt_denoise
+from teachers.templates import IMAGENET_TEMPLATES, resolve_templates
+
+
+def _normalise(teacher, x):
+    return (x - teacher._mean) / teacher._std
+
+
+@pytest.mark.parametrize("fixture", ["vit_teacher", "rn_teacher", "timm_teacher"])
+def test_encode_image_equals_open_clip_on_normalised_input(fixture, request, images):
+    teacher = request.getfixturevalue(fixture)
+    expected = teacher.model.encode_image(teacher.preprocess(images), normalize=True)
+    torch.testing.assert_close(teacher.encode_image(images), expected)
+    assert torch.allclose(expected.norm(dim=-1), torch.ones(2))
+
+
+def test_preprocess_is_identity_resize_at_native_size_and_box_filter_at_half(vit_teacher):
+    h, w = vit_teacher.image_size
+    x = torch.rand(2, 3, h, w)
+    torch.testing.assert_close(vit_teacher.preprocess(x), _normalise(vit_teacher, x))
+    big = torch.rand(2, 3, 2 * h, 2 * w)
+    torch.testing.assert_close(vit_teacher.preprocess(big), _normalise(vit_teacher, F.avg_pool2d(big, 2)))
+
+
+@pytest.mark.parametrize("fixture", ["vit_teacher", "rn_teacher"])
+def test_encode_text_is_normalised_template_average(fixture, request):
+    teacher = request.getfixturevalue(fixture)
+    names = ["red circle", "blue star", "cat"]
+    templates = ["a photo of a {}.", "a drawing of the {}.", "{}"]
+    got = teacher.encode_text(names, templates)
+    rows = []
+    for name in names:
+        tokens = teacher.tokenizer([t.format(name) for t in templates])
+        per_template = F.normalize(teacher.model.encode_text(tokens), dim=-1)
+        rows.append(F.normalize(per_template.mean(0), dim=-1))
+    torch.testing.assert_close(got, torch.stack(rows))
+    assert got.shape == (3, teacher.embed_dim)
+
+
+def test_template_sets():
+    assert len(IMAGENET_TEMPLATES) == 80 and len(set(IMAGENET_TEMPLATES)) == 80
+    assert all(t.count("{}") == 1 for t in IMAGENET_TEMPLATES)
+    assert resolve_templates("scene")[0].format("cow") == "a photo of a cow."
+    with pytest.raises(ValueError, match="nonsense"):
+        resolve_templates("nonsense")
+
+
+def test_text_cache_is_keyed_by_names_and_templates(vit_teacher, monkeypatch):
+    first = vit_teacher.encode_text(["alpha", "beta"], "simple")
+    calls = []
+    monkeypatch.setattr(vit_teacher.model, "encode_text", lambda *a, **k: calls.append(1) or 1 / 0)
+    torch.testing.assert_close(vit_teacher.encode_text(["alpha", "beta"], "simple"), first)
+    assert calls == []
+    with pytest.raises(ZeroDivisionError):  # a different template set is not served from the cache
+        vit_teacher.encode_text(["alpha", "beta"], "scene")
+
+
+def _last_block_input(visual, x):
+    """Run open_clip's own forward and capture what enters the last block."""
+    captured = {}
+    block = visual.transformer.resblocks[-1]
+    handle = block.register_forward_pre_hook(lambda mod, args: captured.setdefault("x", args[0]))
+    visual(x)
+    handle.remove()
+    return captured["x"]
+
+
+def test_vit_maskclip_equals_self_only_attention_in_last_block(vit_teacher, images):
+    """The value path is exactly open_clip's last block with each token attending only to itself."""
+    visual = vit_teacher.model.visual
+    x = vit_teacher.preprocess(images)
+    tokens = _last_block_input(visual, x)
+    n = tokens.shape[1]
+    self_only = torch.full((n, n), float("-inf")).fill_diagonal_(0.0)
+    out = visual.transformer.resblocks[-1](tokens, attn_mask=self_only)
+    out = visual.ln_post(out)[:, 1:] @ visual.proj
+    gh, gw = visual.grid_size
+    expected = F.normalize(out, dim=-1).transpose(1, 2).reshape(2, -1, gh, gw)
+    torch.testing.assert_close(vit_teacher.encode_dense(images), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_vit_value_only_and_clearclip_modes_step_by_step(vit_teacher, images):
+    visual = vit_teacher.model.visual
+    block = visual.transformer.resblocks[-1]
+    tokens = _last_block_input(visual, vit_teacher.preprocess(images))
+    d = tokens.shape[-1]
+    w, b = block.attn.in_proj_weight, block.attn.in_proj_bias
+    y = block.ln_1(tokens)
+    q = y @ w[:d].T + b[:d]
+    v = y @ w[2 * d :].T + b[2 * d :]
+    gh, gw = visual.grid_size
+
+    def finish(o):
+        o = visual.ln_post(block.attn.out_proj(o))[:, 1:] @ visual.proj
+        return F.normalize(o, dim=-1).transpose(1, 2).reshape(2, -1, gh, gw)
+
+    torch.testing.assert_close(vit_teacher.encode_dense(images, mode="value_only"), finish(v), atol=1e-5, rtol=1e-4)
+    heads, hd = block.attn.num_heads, d // block.attn.num_heads
+    qh, vh = q.view(2, -1, heads, hd).transpose(1, 2), v.view(2, -1, heads, hd).transpose(1, 2)
+    attn = (qh @ qh.transpose(-1, -2) / hd**0.5).softmax(-1)
+    qq = (attn @ vh).transpose(1, 2).reshape(2, -1, d)
+    torch.testing.assert_close(vit_teacher.encode_dense(images, mode="clearclip"), finish(qq), atol=1e-5, rtol=1e-4)
+
+
+def test_resnet_maskclip_is_v_then_c_projection_of_layer4(rn_teacher, images):
+    visual = rn_teacher.model.visual
+    captured = {}
+    handle = visual.layer4.register_forward_hook(lambda m, a, out: captured.setdefault("f", out))
+    visual(rn_teacher.preprocess(images))
+    handle.remove()
+    f = captured["f"]  # [B, C, h, w]
+    pool = visual.attnpool
+    v = torch.einsum("bchw,oc->bohw", f, pool.v_proj.weight) + pool.v_proj.bias[:, None, None]
+    out = torch.einsum("bchw,oc->bohw", v, pool.c_proj.weight) + pool.c_proj.bias[:, None, None]
+    torch.testing.assert_close(rn_teacher.encode_dense(images), F.normalize(out, dim=1), atol=1e-5, rtol=1e-4)
+
+
+def test_dense_at_other_size_interpolates_position_embedding(vit_teacher, images):
+    feats = vit_teacher.encode_dense(images, size=(48, 64))
+    assert feats.shape == (2, vit_teacher.embed_dim, 6, 8)
+    torch.testing.assert_close(feats.norm(dim=1), torch.ones(2, 6, 8))
+    with pytest.raises(ValueError, match="bogus"):
+        vit_teacher.encode_dense(images, mode="bogus")
+
+
+def test_timm_tower_dense_raises_naming_model(timm_teacher, images):
+    with pytest.raises(NotImplementedError, match="tiny-timm-map-test"):
+        timm_teacher.encode_dense(images)
+    assert timm_teacher.dense_modes() == ()
+    regions = timm_teacher.encode_regions(images, [torch.tensor([[0.0, 0.0, 40.0, 48.0]]), torch.zeros(0, 4)], scales=(1.0,))
+    torch.testing.assert_close(regions, timm_teacher.encode_image(images[:1]), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["vit_teacher", "rn_teacher"])
+def test_whole_image_box_equals_image_embedding(fixture, request, images):
+    teacher = request.getfixturevalue(fixture)
+    h, w = images.shape[-2:]
+    boxes = [torch.tensor([[0.0, 0.0, w, h]]) for _ in range(2)]
+    torch.testing.assert_close(teacher.encode_regions(images, boxes, scales=(1.0,)), teacher.encode_image(images), atol=1e-5, rtol=1e-4)
+
+
+def test_regions_stay_with_their_image(vit_teacher, images):
+    b0 = torch.tensor([[2.0, 3.0, 20.0, 30.0], [10.0, 10.0, 40.0, 48.0]])
+    b1 = torch.tensor([[0.0, 0.0, 15.0, 15.0]])
+    both = vit_teacher.encode_regions(images, [b0, b1])
+    torch.testing.assert_close(both[:2], vit_teacher.encode_regions(images[:1], [b0]))
+    torch.testing.assert_close(both[2:], vit_teacher.encode_regions(images[1:], [b1]))
+    swapped = vit_teacher.encode_regions(images.flip(0), [b1, b0])
+    torch.testing.assert_close(swapped, torch.cat([both[2:], both[:2]]))
+
+
+def test_regions_average_scales_and_chunking_does_not_change_result(vit_teacher, images):
+    boxes = [torch.tensor([[5.0, 5.0, 25.0, 30.0]] * 3), torch.tensor([[1.0, 2.0, 30.0, 40.0]])]
+    one = vit_teacher.encode_regions(images, boxes, scales=(1.0,))
+    big = vit_teacher.encode_regions(images, boxes, scales=(1.5,))
+    both = vit_teacher.encode_regions(images, boxes, scales=(1.0, 1.5))
+    torch.testing.assert_close(both, F.normalize(one + big, dim=-1))
+    vit_teacher.region_chunk = 3
+    try:
+        torch.testing.assert_close(vit_teacher.encode_regions(images, boxes), both)
+    finally:
+        vit_teacher.region_chunk = 256
+
+
+def test_teacher_never_trains(vit_teacher, images):
+    student = torch.nn.Linear(3 * 32 * 32, vit_teacher.embed_dim)
+    parent = torch.nn.ModuleDict({"teacher": vit_teacher, "student": student}).train()
+    assert not vit_teacher.model.training
+    assert all(not p.requires_grad for p in vit_teacher.parameters())
+    before = {k: v.clone() for k, v in vit_teacher.state_dict().items()}
+    opt = torch.optim.SGD(parent.parameters(), lr=10.0, weight_decay=0.1)
+    x = F.interpolate(images, size=(32, 32))
+    target = vit_teacher.encode_image(x)
+    text = vit_teacher.encode_text(["a", "b"])
+    loss = (1 - F.cosine_similarity(student(x.flatten(1)), target)).mean() + (student(x.flatten(1)) @ text.T).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert any(p.grad is not None for p in student.parameters())
+    for k, v in vit_teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_checkpoint_round_trip_by_path(tmp_path, images):
+    src = make_teacher("tiny-vit-ckpt", TINY_VIT, seed=7)
+    path = tmp_path / "tiny.pt"
+    torch.save(src.model.state_dict(), path)
+    loaded = OpenCLIPTeacher("tiny-vit-ckpt", str(path), model_cfg=TINY_VIT)
+    for k, v in src.model.state_dict().items():
+        assert torch.equal(v, loaded.model.state_dict()[k]), k
+    torch.testing.assert_close(loaded.encode_image(images), src.encode_image(images), atol=0, rtol=0)
+    assert loaded.name.startswith("tiny-vit-ckpt@file-") and loaded.name != src.name
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    src = make_teacher("tiny-vit-pickle", TINY_VIT)
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": src.model.state_dict(), "extra": warnings.WarningMessage}, path)
+    with pytest.raises(ValueError, match="evil.pt"):
+        OpenCLIPTeacher("tiny-vit-pickle", str(path), model_cfg=TINY_VIT)
+
+
+def test_checkpoint_of_other_architecture_names_file_and_model(tmp_path):
+    other = make_teacher("tiny-rn-other", TINY_RN)
+    path = tmp_path / "rn.pt"
+    torch.save(other.model.state_dict(), path)
+    with pytest.raises(ValueError, match=r"rn\.pt.*tiny-vit-mismatch"):
+        OpenCLIPTeacher("tiny-vit-mismatch", str(path), model_cfg=TINY_VIT)
+
+
+def test_bad_teacher_arguments(tmp_path):
+    with pytest.raises(ValueError, match="ViT-Q-99"):
+        OpenCLIPTeacher("ViT-Q-99")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        OpenCLIPTeacher("tiny-vit-missing", str(tmp_path / "missing.pt"), model_cfg=TINY_VIT)
+    with pytest.raises(ValueError, match="not-a-tag"):
+        OpenCLIPTeacher("tiny-vit-missing", "not-a-tag", model_cfg=TINY_VIT)
+    with pytest.raises(ValueError, match="fp8"):
+        OpenCLIPTeacher("tiny-vit-missing", None, model_cfg=TINY_VIT, precision="fp8")
+
+
+def test_bad_inputs_name_the_value(vit_teacher, images):
+    with pytest.raises(ValueError, match="non-empty list"):
+        vit_teacher.encode_text([])
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\].*\(3, 48, 40\)"):
+        vit_teacher.encode_image(images[0])
+    with pytest.raises(ValueError, match=r"\[0,1\].*max=255"):
+        vit_teacher.encode_image(images * 255)
+    with pytest.raises(ValueError, match=r"boxes\[1\]\[0\].*x2 <= x1"):
+        vit_teacher.encode_regions(images, [torch.zeros(0, 4), torch.tensor([[30.0, 0.0, 10.0, 10.0]])])
+    with pytest.raises(ValueError, match=r"boxes\[0\]\[1\].*outside image 0.*W=40"):
+        vit_teacher.encode_regions(images, [torch.tensor([[0.0, 0.0, 5.0, 5.0], [0.0, 0.0, 41.0, 10.0]]), torch.zeros(0, 4)])
+    with pytest.raises(ValueError, match="1 entries but images has batch size 2"):
+        vit_teacher.encode_regions(images, [torch.zeros(0, 4)])
+
+
+def test_bf16_teacher_tracks_fp32(tmp_path, images):
+    src = make_teacher("tiny-vit-bf16", TINY_VIT, seed=3)
+    path = tmp_path / "w.pt"
+    torch.save(src.model.state_dict(), path)
+    low = OpenCLIPTeacher("tiny-vit-bf16", str(path), model_cfg=TINY_VIT, precision="bf16")
+    assert low.dtype == torch.bfloat16
+    got, ref = low.encode_image(images), src.encode_image(images)
+    assert got.dtype == torch.float32
+    assert F.cosine_similarity(got, ref).min() > 0.98
+    assert F.cosine_similarity(low.encode_dense(images).flatten(2), src.encode_dense(images).flatten(2), dim=1).min() > 0.95
+
+
+def test_prompt_denoise_drops_classes_never_confident():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 0] = 0.2  # class 0 wins everywhere by a wide margin
+    logits[0, 1, 0, 0] = 0.19  # class 1 close at one pixel, but never above 0.5 probability
+    out = prompt_denoise(logits, threshold=0.5)
+    probs = (100 * logits).softmax(1)
+    assert probs[0, 1].max() < 0.5 and probs[0, 0].max() > 0.5
+    torch.testing.assert_close(out[0, 0], logits[0, 0])
+    assert (out[0, 1] < -1e3).all() and (out[0, 2] < -1e3).all()
+    allweak = torch.zeros(1, 4, 2, 2)  # nobody confident: the strongest class stays
+    assert (prompt_denoise(allweak) > -1).sum() == 4
+
+
+def test_key_smoothing_extremes():
+    logits = torch.randn(1, 3, 2, 2)
+    probs = (100 * logits).softmax(1)
+    same = torch.ones(1, 5, 2, 2)
+    out = key_smoothing(logits, same).exp()
+    torch.testing.assert_close(out, probs.mean(dim=(2, 3), keepdim=True).expand_as(probs))
+    onehot = torch.eye(4).view(4, 2, 2).unsqueeze(0)
+    torch.testing.assert_close(key_smoothing(logits, onehot).exp(), probs)
