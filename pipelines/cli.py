@@ -12,6 +12,8 @@ from importlib import import_module
 # command -> (module, short help); each module exposes ``main(argv: list[str]) -> int``.
 PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "run the whole mission offline on the synthetic world and print a results table"),
+    "pretrain-teacher": ("pipelines.teacher_cmd", "contrastively pre-train the embedded teacher on captioned world scenes"),
+    "world": ("pipelines.world_cmd", "generate the synthetic open-vocabulary world (images, masks, boxes, captions)"),
 }
 
 

@@ -5,7 +5,10 @@ Modes (``encode_dense(mode=...)``):
 ``maskclip``   Zhou et al. 2022. In the last ViT block the q-k attention is replaced by the value
                path: ``o = out_proj(v(ln_1(x)))``; the residual and MLP are kept as in the official
                code; then ``ln_post`` and ``proj``. For ModifiedResNet the attention pool's ``v_proj``
-               and ``c_proj`` act as 1x1 convolutions on the layer4 map.
+               and ``c_proj`` act as 1x1 convolutions on the layer4 map. A ResNet's map is 1/32 of the
+               input; ``output_stride`` 16 or 8 computes it densely instead (DeepLab's atrous trick):
+               the stride-2 average pools of layer4 (and layer3) become stride-1 2x2 averages and later
+               3x3 convolutions are dilated, so every 2nd (4th) output equals the stride-32 map exactly.
 ``value_only`` The value path without the residual and the MLP (the residual removal of ClearCLIP,
                Lan et al. 2024, with plain value attention). ViT only.
 ``clearclip``  ClearCLIP: q-q self-attention in the last block, no residual, no MLP. ViT only.
@@ -14,8 +17,6 @@ Each function returns ``(features [B, D, h, w], keys [B, C, h, w])``; the keys o
 feed key smoothing (see :mod:`teachers.refine`).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -97,14 +98,47 @@ def vit_dense(visual: VisionTransformer, x: Tensor, mode: str = "maskclip") -> t
     return feats, keys
 
 
-def resnet_dense(visual: ModifiedResNet, x: Tensor, mode: str = "maskclip") -> tuple[Tensor, Tensor]:
+def _dense_avgpool(x: Tensor, d: int) -> Tensor:
+    """A 2x2 average of taps ``d`` apart at stride 1: on a grid already dilated by ``d``, position
+    2dj equals ``avg_pool2d(x, 2)`` at j of the undilated map."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (0, d, 0, d), mode="replicate")
+    return (p[..., :h, :w] + p[..., d:, :w] + p[..., :h, d:] + p[..., d:, d:]) / 4
+
+
+def _bottleneck(block: nn.Module, x: Tensor, dilation: int, atrous: bool) -> Tensor:
+    """open_clip's Bottleneck with its 3x3 conv dilated and, if ``atrous``, its stride made dense."""
+    conv2 = block.conv2
+    out = block.act1(block.bn1(block.conv1(x)))
+    out = F.conv2d(out, conv2.weight, conv2.bias, padding=dilation, dilation=dilation)
+    out = block.act2(block.bn2(out))
+    strided = block.stride > 1
+    out = _dense_avgpool(out, dilation) if (strided and atrous) else block.avgpool(out)
+    out = block.bn3(block.conv3(out))
+    identity = x
+    if block.downsample is not None:
+        pool, conv, bn = block.downsample
+        identity = bn(conv(_dense_avgpool(x, dilation) if (strided and atrous) else pool(x)))
+    return block.act3(out + identity)
+
+
+def resnet_dense(
+    visual: ModifiedResNet, x: Tensor, mode: str = "maskclip", output_stride: int = 32
+) -> tuple[Tensor, Tensor]:
     """Dense features of an open_clip ``ModifiedResNet``: attention-pool v/c projections as 1x1 convs."""
     if mode not in RESNET_MODES:
         raise ValueError(f"dense mode {mode!r} is not one of {RESNET_MODES} for a ModifiedResNet tower")
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride={output_stride}; a ModifiedResNet supports 8, 16 or 32")
     x = x.to(visual.conv1.weight.dtype)
     x = visual.stem(x)
-    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
-        x = layer(x)
+    x = visual.layer2(visual.layer1(x))
+    dilation = 1
+    for layer, atrous in ((visual.layer3, output_stride <= 8), (visual.layer4, output_stride <= 16)):
+        for i, block in enumerate(layer):
+            x = _bottleneck(block, x, dilation, atrous)
+            if i == 0 and atrous and block.stride > 1:
+                dilation *= 2
     pool = visual.attnpool
     feat = x.permute(0, 2, 3, 1)
     keys = pool.k_proj(feat).permute(0, 3, 1, 2)
@@ -112,7 +146,9 @@ def resnet_dense(visual: ModifiedResNet, x: Tensor, mode: str = "maskclip") -> t
     return feats, keys
 
 
-def dense_features(visual: nn.Module, x: Tensor, mode: str, model_name: str) -> tuple[Tensor, Tensor]:
+def dense_features(
+    visual: nn.Module, x: Tensor, mode: str, model_name: str, output_stride: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Dispatch on the tower type; unsupported towers raise ``NotImplementedError`` naming the model."""
     if isinstance(visual, VisionTransformer):
         if not _vit_supported(visual):
@@ -120,9 +156,11 @@ def dense_features(visual: nn.Module, x: Tensor, mode: str, model_name: str) -> 
                 f"encode_dense is not implemented for {model_name!r}: its ViT uses an attention-pool head or a "
                 "custom attention block, for which the MaskCLIP value path is not defined"
             )
+        if output_stride not in (None, visual.patch_size[0]):
+            raise ValueError(f"a ViT's dense map has the patch stride {visual.patch_size[0]}; got output_stride={output_stride}")
         return vit_dense(visual, x, mode)
     if isinstance(visual, ModifiedResNet):
-        return resnet_dense(visual, x, mode)
+        return resnet_dense(visual, x, mode, output_stride or 32)
     raise NotImplementedError(
         f"encode_dense is not implemented for {model_name!r} (vision tower {type(visual).__name__}); "
         "MaskCLIP dense features are defined for open_clip VisionTransformer and ModifiedResNet towers. "
@@ -130,9 +168,3 @@ def dense_features(visual: nn.Module, x: Tensor, mode: str, model_name: str) -> 
     )
 
 
-def dense_grid(visual: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
-    """Spatial size of the dense map for an input of ``size`` pixels."""
-    if isinstance(visual, VisionTransformer):
-        ph, pw = visual.patch_size
-        return size[0] // ph, size[1] // pw
-    return math.ceil(size[0] / 32), math.ceil(size[1] / 32)

@@ -28,7 +28,7 @@ from .templates import resolve_templates
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-def _register_model_cfg(model_name: str, model_cfg: dict) -> None:
+def register_model_cfg(model_name: str, model_cfg: dict) -> None:
     """Declare ``model_cfg`` to open_clip under ``model_name`` through its public ``add_model_config``."""
     if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg or "text_cfg" not in model_cfg:
         raise ValueError(
@@ -127,8 +127,26 @@ class OpenCLIPTeacher(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
         if model_cfg is not None:
-            _register_model_cfg(model_name, copy.deepcopy(model_cfg))
+            register_model_cfg(model_name, copy.deepcopy(model_cfg))
         model = _create(model_name, pretrained, precision, device)
+        if pretrained is None:
+            tag = f"random-{_weights_fingerprint(model)}"
+        elif os.path.isfile(os.path.expanduser(pretrained)):
+            tag = f"file-{_file_fingerprint(os.path.expanduser(pretrained))}"
+        else:
+            tag = pretrained
+        self._setup(model, model_name, pretrained, precision, region_chunk, tag)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, model_name: str, *, region_chunk: int = 256) -> "OpenCLIPTeacher":
+        """Wrap a frozen deep copy of an in-memory open_clip model (e.g. to evaluate one being trained)."""
+        teacher = cls.__new__(cls)
+        nn.Module.__init__(teacher)
+        model = copy.deepcopy(model)
+        teacher._setup(model, model_name, None, "fp32", region_chunk, f"memory-{_weights_fingerprint(model)}")
+        return teacher
+
+    def _setup(self, model: nn.Module, model_name: str, pretrained, precision: str, region_chunk: int, tag: str):
         model.requires_grad_(False)
         model.eval()
         self.model = model
@@ -140,15 +158,12 @@ class OpenCLIPTeacher(nn.Module):
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg["size"]
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
-        self.register_buffer("_mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        device = next(model.parameters()).device
+        mean = torch.tensor(cfg["mean"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(cfg["std"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.register_buffer("_mean", mean, persistent=False)
+        self.register_buffer("_std", std, persistent=False)
         self.embed_dim: int = int(self._probe_dim())
-        if pretrained is None:
-            tag = f"random-{_weights_fingerprint(model)}"
-        elif os.path.isfile(os.path.expanduser(pretrained)):
-            tag = f"file-{_file_fingerprint(os.path.expanduser(pretrained))}"
-        else:
-            tag = pretrained
         self.name: str = f"{model_name}@{tag}"
         self._text_cache: dict[tuple, Tensor] = {}
 
@@ -259,16 +274,30 @@ class OpenCLIPTeacher(nn.Module):
     # ------------------------------------------------------------------ dense
     @torch.no_grad()
     def encode_dense_with_keys(
-        self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None
+        self,
+        images: Tensor,
+        mode: str = "maskclip",
+        size: tuple[int, int] | None = None,
+        output_stride: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(features [B,D,h,w] normalised over D, last-block keys [B,C,h,w])`` at input ``size``."""
         x = self.preprocess(images, size)
-        feats, keys = dense_features(self.model.visual, x, mode, self.model_name)
+        feats, keys = dense_features(self.model.visual, x, mode, self.model_name, output_stride)
         return F.normalize(feats.float(), dim=1), keys.float()
 
-    def encode_dense(self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None) -> Tensor:
-        """``[B, D, h, w]`` per-patch embeddings, L2-normalised over D (MaskCLIP value path by default)."""
-        return self.encode_dense_with_keys(images, mode, size)[0]
+    def encode_dense(
+        self,
+        images: Tensor,
+        mode: str = "maskclip",
+        size: tuple[int, int] | None = None,
+        output_stride: int | None = None,
+    ) -> Tensor:
+        """``[B, D, h, w]`` per-patch embeddings, L2-normalised over D (MaskCLIP value path by default).
+
+        ``size``: input size in pixels (default: the teacher's image size; a ViT's position embedding is
+        interpolated). ``output_stride``: 32 (default), 16 or 8 for ModifiedResNet towers.
+        """
+        return self.encode_dense_with_keys(images, mode, size, output_stride)[0]
 
     @torch.no_grad()
     def dense_logits(
@@ -278,13 +307,14 @@ class OpenCLIPTeacher(nn.Module):
         *,
         mode: str = "maskclip",
         size: tuple[int, int] | None = None,
+        output_stride: int | None = None,
         denoise: float | None = None,
         smooth: bool = False,
         output_size: tuple[int, int] | None = None,
     ) -> Tensor:
         """Zero-shot segmentation logits ``[B, K, H, W]``: cosine(dense feature, text) with optional
         key smoothing and prompt denoising (threshold ``denoise``), upsampled to ``output_size``."""
-        feats, keys = self.encode_dense_with_keys(images, mode, size)
+        feats, keys = self.encode_dense_with_keys(images, mode, size, output_stride)
         if text.shape[-1] != feats.shape[1]:
             raise ValueError(f"text embeddings have dim {text.shape[-1]} but the teacher's dense dim is {feats.shape[1]}")
         logits = torch.einsum("bdhw,kd->bkhw", feats, text.to(feats))

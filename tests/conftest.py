@@ -54,3 +54,19 @@ def timm_teacher():
 def images():
     g = torch.Generator().manual_seed(1)
     return torch.rand(2, 3, 48, 40, generator=g)
+
+
+def tiny_segmenter(embed_dim: int, seed: int = 0):
+    """A small smp Unet (resnet18 cut to 3 stages) emitting ``embed_dim``-d pixel embeddings."""
+    from students import PixelEmbeddingSegmenter
+
+    torch.manual_seed(seed)
+    return PixelEmbeddingSegmenter(embed_dim, encoder_depth=3, decoder_channels=(32, 16, 8))
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    from pipelines.world import SceneConfig, WorldSpec, write_world
+
+    spec = WorldSpec(seed=5, splits={"train": 16, "val": 8, "test": 8}, scene=SceneConfig(image_size=64, min_radius=6, max_radius=16))
+    return write_world(spec, tmp_path_factory.mktemp("tiny") / "world", progress=False)

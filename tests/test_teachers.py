@@ -276,3 +276,13 @@ def test_key_smoothing_extremes():
     torch.testing.assert_close(out, probs.mean(dim=(2, 3), keepdim=True).expand_as(probs))
     onehot = torch.eye(4).view(4, 2, 2).unsqueeze(0)
     torch.testing.assert_close(key_smoothing(logits, onehot).exp(), probs)
+
+
+@pytest.mark.parametrize("stride,step", [(16, 2), (8, 4)])
+def test_resnet_atrous_output_stride_samples_equal_stride_32_map(rn_teacher, images, stride, step):
+    coarse = rn_teacher.encode_dense(images, size=(128, 128))
+    fine = rn_teacher.encode_dense(images, size=(128, 128), output_stride=stride)
+    assert fine.shape[-2:] == (128 // stride, 128 // stride)
+    torch.testing.assert_close(fine[..., ::step, ::step], coarse, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="output_stride=4"):
+        rn_teacher.encode_dense(images, output_stride=4)

@@ -1,0 +1,249 @@
+"""LightningModules for open-vocabulary segmentation: LSeg, LSeg + dense distillation, MaskCLIP, MaskCLIP+.
+
+Each pairs a frozen teacher with a student; the logic lives in plain functions (``seg_losses``,
+``seg_inference``). Class names and the unseen list come from the constructor or, if omitted, from
+the datamodule (``class_names`` / ``unseen`` attributes). Teacher dense maps are read from
+``batch["teacher_dense"]`` when a cache supplies them and computed live otherwise.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .metrics import OpenVocabMeanIoU
+from .seg_inference import slide_inference, whole_inference
+from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+
+
+def check_vocabulary(class_names: list[str], unseen: list[str]) -> None:
+    if not class_names:
+        raise ValueError("class_names is empty: give the dataset's class names (index = label id)")
+    dup = sorted({c for c in class_names if class_names.count(c) > 1})
+    if dup:
+        raise ValueError(f"class_names repeats {dup}")
+    missing = [c for c in unseen if c not in class_names]
+    if missing:
+        raise ValueError(f"unseen classes {missing} are not in class_names")
+    if len(set(unseen)) != len(unseen):
+        raise ValueError(f"unseen lists a class twice: {unseen}")
+    if len(unseen) >= len(class_names):
+        raise ValueError("every class is unseen: at least one seen class is needed")
+
+
+class OpenVocabSegModule(L.LightningModule):
+    """Shared machinery: vocabulary, text embeddings, evaluation with ``OpenVocabMeanIoU``."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module | None = None,
+        class_names: list[str] | None = None,
+        unseen: list[str] | None = None,
+        templates: str | list[str] = "simple",
+        logit_scale: float = 1 / 0.07,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        ignore_index: int = 255,
+        background: str | None = "background",
+        inference: str = "whole",
+        crop: int = 512,
+        stride: int = 341,
+        teacher_size: tuple[int, int] | None = None,
+        teacher_stride: int | None = None,
+        teacher_mode: str = "maskclip",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["teacher", "student"])
+        self.teacher = teacher
+        self.student = student
+        if student is not None and getattr(student, "embed_dim", teacher.embed_dim) != teacher.embed_dim:
+            raise ValueError(
+                f"student embed_dim={student.embed_dim} but teacher {getattr(teacher, 'name', '')} emits "
+                f"{teacher.embed_dim}-d embeddings; set the student's embed_dim to {teacher.embed_dim}"
+            )
+        self.class_names = list(class_names) if class_names is not None else None
+        self.unseen_names = list(unseen) if unseen is not None else None
+        self.strict_loading = False  # checkpoints leave the frozen teacher out
+        if self.class_names is not None:
+            self._set_vocabulary(self.class_names, self.unseen_names or [])
+
+    # ------------------------------------------------------------------ vocabulary
+    def _set_vocabulary(self, class_names: list[str], unseen: list[str]) -> None:
+        check_vocabulary(class_names, unseen)
+        self.class_names, self.unseen_names = list(class_names), list(unseen)
+        self.unseen_ids = [class_names.index(c) for c in unseen]
+        self.seen_ids = [i for i in range(len(class_names)) if i not in self.unseen_ids]
+        self.background_index = class_names.index(self.hparams.background) if self.hparams.background in class_names else None
+        self.val_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
+        self.test_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
+
+    def setup(self, stage: str) -> None:
+        if self.class_names is None:
+            dm = self.trainer.datamodule if self.trainer is not None else None
+            if dm is None or not hasattr(dm, "class_names"):
+                raise ValueError("class_names not given and the datamodule has no class_names")
+            self._set_vocabulary(list(dm.class_names), list(getattr(dm, "unseen", [])))
+        self.val_metric.to(self.device)
+        self.test_metric.to(self.device)
+        self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        checkpoint["vocabulary"] = {"class_names": self.class_names, "unseen": self.unseen_names}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        vocab = checkpoint.get("vocabulary")
+        if vocab and self.class_names is None:
+            self._set_vocabulary(vocab["class_names"], vocab["unseen"])
+
+    # ------------------------------------------------------------------ teacher seam
+    def teacher_dense(self, batch: dict) -> Tensor:
+        """Teacher dense map for the batch: from a cache if the batch carries it, else computed live."""
+        if "teacher_dense" in batch:
+            return batch["teacher_dense"]
+        hp = self.hparams
+        return self.teacher.encode_dense(batch["image"], hp.teacher_mode, hp.teacher_size, hp.teacher_stride)
+
+    def teacher_logits(self, images: Tensor, text: Tensor) -> Tensor:
+        hp = self.hparams
+        return self.teacher.dense_logits(images, text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride)
+
+    # ------------------------------------------------------------------ prediction
+    def student_logits(self, images: Tensor, class_ids: list[int] | None = None) -> Tensor:
+        text = self.text if class_ids is None else self.text[class_ids]
+        bg = self.background_index
+        if class_ids is not None and bg is not None:
+            bg = class_ids.index(bg) if bg in class_ids else None
+        return self.student.classify(self.student(images), text, self.hparams.logit_scale, bg)
+
+    def predict_logits(self, images: Tensor) -> Tensor:
+        """Logits over all classes at input resolution (whole-image or sliding-window inference)."""
+        hp = self.hparams
+        fn = self.student_logits
+        if hp.inference == "slide":
+            return slide_inference(fn, images, len(self.class_names), hp.crop, hp.stride)
+        return whole_inference(fn, images)
+
+    def _evaluate(self, batch: dict, metric: OpenVocabMeanIoU, prefix: str) -> None:
+        logits = self.predict_logits(batch["image"])
+        metric.update(logits.argmax(1), batch["label"])
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metric, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_metric, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self.predict_logits(batch["image"]).argmax(1)
+
+    def _log_metric(self, metric: OpenVocabMeanIoU, prefix: str) -> dict:
+        out = metric.compute()
+        scalars = {f"{prefix}/{k}": (0.0 if math.isnan(v) else v) for k, v in out.items() if k != "IoU_per_class"}
+        self.log_dict(scalars, prog_bar=prefix == "val")
+        self.last_metrics = {prefix: out}
+        metric.reset()
+        return out
+
+    def on_validation_epoch_end(self):
+        self._log_metric(self.val_metric, "val")
+
+    def on_test_epoch_end(self):
+        self._log_metric(self.test_metric, "test")
+
+    def configure_optimizers(self):
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ------------------------------------------------------------------ training
+    def seen_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """LSeg cross-entropy over the seen classes only (unseen pixels ignored); returns (loss, embeddings)."""
+        emb = self.student(batch["image"])
+        text = self.text[self.seen_ids]
+        bg = self.seen_ids.index(self.background_index) if self.background_index in self.seen_ids else None
+        logits = self.student.classify(emb, text, self.hparams.logit_scale, bg)
+        target = remap_to_subset(batch["label"], self.seen_ids, self.hparams.ignore_index)
+        return F.cross_entropy(logits, target, ignore_index=self.hparams.ignore_index), emb
+
+
+class LSeg(OpenVocabSegModule):
+    """LSeg: per-pixel cross-entropy over seen classes against frozen text embeddings."""
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self.seen_loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+
+class LSegDenseDistill(OpenVocabSegModule):
+    """LSeg + distillation of the teacher's dense (MaskCLIP) features into the pixel embeddings."""
+
+    def __init__(self, *args, distill_weight: float = 1.0, distill_loss: str = "cosine", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.save_hyperparameters(ignore=["teacher", "student"])
+
+    def training_step(self, batch, batch_idx):
+        ce, emb = self.seen_loss(batch)
+        distill = dense_feature_loss(emb, self.teacher_dense(batch), self.hparams.distill_loss)
+        loss = ce + self.hparams.distill_weight * distill
+        self.log_dict({"train/loss": loss, "train/ce": ce, "train/distill": distill}, prog_bar=True)
+        return loss
+
+
+class MaskCLIP(OpenVocabSegModule):
+    """Training-free MaskCLIP: the teacher's dense logits are the prediction (baseline row)."""
+
+    def __init__(self, teacher: nn.Module, *args, denoise: float | None = None, smooth: bool = False, **kwargs):
+        super().__init__(teacher, None, *args, **kwargs)
+        self.save_hyperparameters(ignore=["teacher", "student"])
+
+    def predict_logits(self, images: Tensor) -> Tensor:
+        hp = self.hparams
+        return self.teacher.dense_logits(
+            images, self.text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride,
+            denoise=hp.denoise, smooth=hp.smooth,
+        )
+
+    def configure_optimizers(self):
+        return None
+
+
+class MaskCLIPPlus(OpenVocabSegModule):
+    """MaskCLIP+: pseudo labels from frozen teacher dense logits, then self-training.
+
+    ``transductive=True``: pixels the annotation ignores (unseen classes) get the teacher's arg-max over
+    the unseen classes; ``False``: annotation-free, every pixel is pseudo-labelled over all classes. After
+    ``self_train_after`` of the training steps the student's own (detached) predictions replace the
+    teacher's. Plain cross-entropy over all classes.
+    """
+
+    def __init__(
+        self, *args, transductive: bool = True, self_train_after: float = 0.1, pseudo_threshold: float = 0.0, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.save_hyperparameters(ignore=["teacher", "student"])
+
+    def self_training(self) -> bool:
+        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
+        return bool(total) and self.global_step >= self.hparams.self_train_after * total
+
+    def training_step(self, batch, batch_idx):
+        hp = self.hparams
+        emb = self.student(batch["image"])
+        logits = self.student.classify(emb, self.text, hp.logit_scale, self.background_index)
+        with torch.no_grad():
+            if self.self_training():
+                scores = logits.detach()
+            else:
+                scores = self.teacher_logits(batch["image"], self.text)
+            target = pseudo_labels(
+                batch["label"], scores, self.unseen_ids, transductive=hp.transductive,
+                threshold=hp.pseudo_threshold, ignore_index=hp.ignore_index,
+            )
+        loss = F.cross_entropy(logits, target, ignore_index=hp.ignore_index)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss

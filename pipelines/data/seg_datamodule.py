@@ -1,0 +1,140 @@
+"""LightningDataModules for semantic segmentation folders and for the synthetic world.
+
+A split is an (image dir, label dir) pair under ``root``. The vocabulary is a preset name (``voc``,
+``context59``, ``coco_stuff``, ``ade20k``) or explicit ``class_names`` + ``unseen``; the methods read
+``class_names`` / ``unseen`` from here when their config does not repeat them.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .seg_folder import SegFolderDataset
+from .seg_presets import SEG_PRESETS
+
+
+class SegTrainTransform(Dataset):
+    """Random scale (``scale_range``), random crop to ``crop_size`` (label padded with ignore), h-flip."""
+
+    def __init__(self, base: Dataset, crop_size: int | None, scale_range=(0.5, 2.0), flip: bool = True, ignore_index: int = 255):
+        self.base, self.crop_size, self.scale_range, self.flip, self.ignore = base, crop_size, scale_range, flip, ignore_index
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        item = dict(self.base[i])
+        image, label = item["image"], item["label"]
+        if self.crop_size:
+            s = random.uniform(*self.scale_range)
+            h, w = image.shape[-2:]
+            size = (max(1, round(h * s)), max(1, round(w * s)))
+            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+            label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
+            c = self.crop_size
+            ph, pw = max(0, c - size[0]), max(0, c - size[1])
+            image = F.pad(image, (0, pw, 0, ph))
+            label = F.pad(label, (0, pw, 0, ph), value=self.ignore)
+            y = random.randint(0, image.shape[-2] - c)
+            x = random.randint(0, image.shape[-1] - c)
+            image, label = image[:, y : y + c, x : x + c], label[y : y + c, x : x + c]
+        if self.flip and random.random() < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        item.update(image=image, label=label)
+        return item
+
+
+def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
+    """Stack items, padding images (zeros) and labels (ignore) to the largest size in the batch."""
+    h = max(b["image"].shape[-2] for b in batch)
+    w = max(b["image"].shape[-1] for b in batch)
+    images = torch.stack([F.pad(b["image"], (0, w - b["image"].shape[-1], 0, h - b["image"].shape[-2])) for b in batch])
+    labels = torch.stack(
+        [F.pad(b["label"], (0, w - b["label"].shape[-1], 0, h - b["label"].shape[-2]), value=ignore_index) for b in batch]
+    )
+    out = {"image": images, "label": labels, "index": torch.tensor([b["index"] for b in batch])}
+    if "teacher_dense" in batch[0]:
+        out["teacher_dense"] = torch.stack([b["teacher_dense"] for b in batch])
+    return out
+
+
+class SegFolderDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        root: str,
+        preset: str | None = None,
+        class_names: list[str] | None = None,
+        unseen: list[str] | None = None,
+        splits: dict[str, list[str]] | None = None,
+        reduce_zero_label: bool | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int = 1,
+        num_workers: int = 2,
+        crop_size: int | None = None,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        ignore_index: int = 255,
+    ):
+        super().__init__()
+        if preset is not None:
+            if preset not in SEG_PRESETS:
+                raise ValueError(f"unknown segmentation preset {preset!r}; known: {sorted(SEG_PRESETS)}")
+            names, default_unseen, rzl = SEG_PRESETS[preset]
+            class_names = list(class_names or names)
+            unseen = list(default_unseen if unseen is None else unseen)
+            reduce_zero_label = rzl if reduce_zero_label is None else reduce_zero_label
+        if not class_names:
+            raise ValueError("give a preset or a non-empty class_names list")
+        missing = [u for u in (unseen or []) if u not in class_names]
+        if missing:
+            raise ValueError(f"unseen classes {missing} are not in the class list")
+        self.root = Path(root)
+        self.class_names, self.unseen = list(class_names), list(unseen or [])
+        self.splits = splits or {s: [f"images/{s}", f"labels/{s}"] for s in ("train", "val", "test")}
+        self.reduce_zero_label = bool(reduce_zero_label)
+        self.save_hyperparameters()
+
+    def dataset(self, split: str) -> SegFolderDataset:
+        if split not in self.splits:
+            raise ValueError(f"no split {split!r}; configured: {sorted(self.splits)}")
+        img, lab = self.splits[split]
+        return SegFolderDataset(
+            self.root / img, self.root / lab, len(self.class_names), self.hparams.ignore_index, self.reduce_zero_label
+        )
+
+    def _loader(self, ds, batch_size, shuffle):
+        hp = self.hparams
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=hp.num_workers, collate_fn=pad_collate,
+            drop_last=shuffle, persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self):
+        hp = self.hparams
+        ds = SegTrainTransform(self.dataset("train"), hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index)
+        return self._loader(ds, hp.batch_size, True)
+
+    def val_dataloader(self):
+        return self._loader(self.dataset("val"), self.hparams.eval_batch_size, False)
+
+    def test_dataloader(self):
+        return self._loader(self.dataset("test"), self.hparams.eval_batch_size, False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
+
+class WorldSegDataModule(SegFolderDataModule):
+    """The synthetic world as a segmentation dataset: ``background`` + shapes, unseen = novel shapes."""
+
+    def __init__(self, world: str, batch_size: int = 16, eval_batch_size: int = 32, num_workers: int = 0, **kwargs):
+        split = json.loads((Path(world) / "split.json").read_text())
+        super().__init__(
+            world, class_names=["background", *split["classes"]], unseen=list(split["novel"]), batch_size=batch_size,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, **kwargs,
+        )

@@ -1,0 +1,90 @@
+"""Semantic segmentation from folders of image / label PNG pairs (matched by file stem).
+
+Labels hold class ids (``0..K-1``) and ``ignore_index`` (255). With ``reduce_zero_label`` (ADE20K's
+convention) label 0 means "ignore" and every other id shifts down by one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """RGB ``[3,H,W]`` float in [0,1]; a corrupt or missing file raises naming it."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def read_label(path: Path, num_classes: int, ignore_index: int = 255, reduce_zero_label: bool = False) -> torch.Tensor:
+    """Label map ``[H,W]`` long; values outside ``[0, num_classes)`` other than ``ignore_index`` raise."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise ValueError(f"label {path} has mode {im.mode}; expected a single-channel class-id PNG")
+            arr = np.asarray(im).astype(np.int64)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"label file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read label {path}: {err}") from err
+    if reduce_zero_label:
+        arr = np.where(arr == 0, ignore_index, arr - 1)
+        arr[arr == ignore_index - 1] = ignore_index
+    bad = (arr != ignore_index) & ((arr < 0) | (arr >= num_classes))
+    if bad.any():
+        values = sorted(set(np.unique(arr[bad]).tolist()))[:5]
+        raise ValueError(
+            f"label {path} holds values {values} outside the {num_classes} classes [0, {num_classes}) "
+            f"and not ignore_index={ignore_index}"
+        )
+    return torch.from_numpy(arr)
+
+
+class SegFolderDataset(Dataset):
+    """Pairs ``image_dir/NAME.*`` with ``label_dir/NAME.png``; missing labels fail at construction."""
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        label_dir: str | Path,
+        num_classes: int,
+        ignore_index: int = 255,
+        reduce_zero_label: bool = False,
+        label_suffix: str = ".png",
+    ):
+        self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"image directory not found: {self.image_dir}")
+        if not self.label_dir.is_dir():
+            raise FileNotFoundError(f"label directory not found: {self.label_dir}")
+        self.images = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.images:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir}")
+        self.labels = [self.label_dir / (p.stem + label_suffix) for p in self.images]
+        missing = [str(p) for p in self.labels if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} label files missing, first: {missing[0]}")
+        self.num_classes, self.ignore_index, self.reduce_zero_label = num_classes, ignore_index, reduce_zero_label
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        image = read_image(self.images[index])
+        label = read_label(self.labels[index], self.num_classes, self.ignore_index, self.reduce_zero_label)
+        if image.shape[-2:] != label.shape:
+            raise ValueError(
+                f"image {self.images[index]} is {tuple(image.shape[-2:])} but label {self.labels[index]} is {tuple(label.shape)}"
+            )
+        return {"image": image, "label": label, "index": index}

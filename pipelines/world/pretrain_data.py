@@ -1,0 +1,67 @@
+"""Image-caption pairs for contrastive pre-training of the embedded teacher, generated on the fly.
+
+Scenes come from the same generator as the world but from their own seed stream (split ``pretrain``),
+so the teacher never sees the world's evaluation images. Captions name every object, base and novel:
+the teacher learns the novel classes from language. A share of the scenes holds a single large object,
+which looks like a region crop and teaches shape words fastest.
+
+Each item is a *group* of ``group_size`` renderings of one scene that differ only in which shapes
+are drawn (same background, colours, sizes, positions). In a contrastive batch the captions of a group
+then differ only in their shape words, so the loss cannot be lowered by matching colours or
+backgrounds: it is the recipe change that lifts zero-shot shape accuracy from chance to the bar.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from .generate import scene_rng
+from .scene import SceneConfig, caption, sample_scene
+from .shapes import SHAPES
+
+
+class CaptionedScenes(Dataset):
+    """``length`` deterministic (image ``[3,S,S]`` float in [0,1], caption) pairs."""
+
+    def __init__(
+        self,
+        length: int = 20000,
+        image_size: int = 64,
+        seed: int = 0,
+        classes: tuple[str, ...] = SHAPES,
+        single_fraction: float = 0.5,
+        max_objects: int = 3,
+        p_colour: float = 0.2,
+        p_size: float = 0.2,
+        group_size: int = 4,
+    ):
+        self.group_size = group_size
+        self.p_colour, self.p_size = p_colour, p_size
+        self.length = length
+        self.seed = seed
+        self.classes = tuple(classes)
+        self.single_fraction = single_fraction
+        scale = image_size / 96
+        self.multi = SceneConfig(image_size, 1, max_objects, 9.0 * scale, 24.0 * scale)
+        self.single = SceneConfig(image_size, 1, 1, 14.0 * scale, 46.0 * scale)
+
+    def __len__(self) -> int:
+        return self.length // self.group_size
+
+    def __getitem__(self, index: int):
+        images, captions = [], []
+        for variant in range(self.group_size):
+            rng = scene_rng(self.seed, "pretrain", index)
+            single = rng.random() < self.single_fraction
+            cfg = self.single if single else self.multi
+            scene = sample_scene(rng, cfg, self.classes, shape_offset=variant)
+            images.append(torch.from_numpy(scene.pixels).permute(2, 0, 1).float() / 255.0)
+            captions.append(caption(scene, rng, self.p_colour, self.p_size))
+        return torch.stack(images), captions
+
+
+def collate_captions(batch):
+    """Flatten groups into one batch of images ``[N,3,S,S]`` and N captions."""
+    images, captions = zip(*batch)
+    return torch.cat(images), [c for group in captions for c in group]
+

@@ -1,0 +1,71 @@
+"""Zero-shot quality of a teacher on the synthetic world: crop classification and dense mIoU."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from .generate import scene_rng
+from .scene import SceneConfig, sample_scene
+
+
+def single_object_crops(
+    classes: tuple[str, ...], per_class: int = 40, seed: int = 0, image_size: int = 96
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Held-out single-object scenes (their own seed stream) with the object's box.
+
+    Returns images ``[N,3,S,S]`` in [0,1], one ``[1,4]`` xyxy box per image, and labels ``[N]``.
+    """
+    cfg = SceneConfig(image_size=image_size, min_objects=1, max_objects=1)
+    images, boxes, labels = [], [], []
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            rng = scene_rng(seed, f"zeroshot-{name}", i)
+            scene = sample_scene(rng, cfg, (name,), n_objects=1)
+            pixels = scene.pixels
+            rle = mask_utils.encode(np.asfortranarray(scene.instances[0].mask.astype(np.uint8)))
+            x, y, w, h = mask_utils.toBbox(rle)
+            images.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+            boxes.append(torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32))
+            labels.append(c)
+    return torch.stack(images), boxes, torch.tensor(labels)
+
+
+@torch.no_grad()
+def crop_accuracy(teacher, classes, templates="simple", per_class: int = 40, seed: int = 0, batch: int = 64):
+    """Zero-shot accuracy (%) on held-out single-object crops: overall mean of per-class accuracies and per class."""
+    images, boxes, labels = single_object_crops(tuple(classes), per_class, seed)
+    text = teacher.encode_text(list(classes), templates)
+    preds = []
+    for s in range(0, len(images), batch):
+        emb = teacher.encode_regions(images[s : s + batch], boxes[s : s + batch], scales=(1.0,))
+        preds.append((emb @ text.T).argmax(1).cpu())
+    preds = torch.cat(preds)
+    per_class = {c: float((preds[labels == i] == i).float().mean() * 100) for i, c in enumerate(classes)}
+    return float(np.mean(list(per_class.values()))), per_class
+
+
+@torch.no_grad()
+def dense_miou(teacher, root, split: str = "val", size=None, templates="simple", batch: int = 32, **refine) -> dict:
+    """MaskCLIP zero-shot mIoU (seen/unseen/hIoU) of ``teacher`` on a world split; ``refine`` goes to dense_logits."""
+    from pathlib import Path
+
+    from distill.metrics import OpenVocabMeanIoU
+    from pipelines.data.seg_folder import SegFolderDataset
+
+    from .generate import load_spec
+
+    root = Path(root)
+    spec = load_spec(root)
+    names = ["background", *spec.classes]
+    unseen = [names.index(c) for c in spec.novel]
+    ds = SegFolderDataset(root / "images" / split, root / "labels" / split, len(names))
+    metric = OpenVocabMeanIoU(len(names), unseen)
+    text = teacher.encode_text(names, templates)
+    for s in range(0, len(ds), batch):
+        items = [ds[i] for i in range(s, min(len(ds), s + batch))]
+        images = torch.stack([it["image"] for it in items])
+        labels = torch.stack([it["label"] for it in items])
+        logits = teacher.dense_logits(images, text, size=size, **refine)
+        metric.update(logits.argmax(1).cpu(), labels)
+    return metric.compute()

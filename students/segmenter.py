@@ -1,0 +1,111 @@
+"""``PixelEmbeddingSegmenter``: an segmentation-models-pytorch network whose head emits one D-dim
+embedding per pixel. Classes are text embeddings passed at call time, so the vocabulary is free."""
+from __future__ import annotations
+
+import os
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SpatialRegBlock(nn.Module):
+    """LSeg's spatial regularisation: one depthwise 3x3 filter pair shared by every class channel,
+    so it works for any number of classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 1, 3, padding=1)
+        self.conv2 = nn.Conv2d(1, 1, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, logits: Tensor) -> Tensor:
+        b, k, h, w = logits.shape
+        x = logits.reshape(b * k, 1, h, w)
+        x = x + self.conv2(F.relu(self.conv1(x)))
+        return x.reshape(b, k, h, w)
+
+
+class PixelEmbeddingSegmenter(nn.Module):
+    """Dense student: smp ``arch`` + ``encoder_name`` -> ``[B, D, H, W]`` L2-normalised pixel embeddings.
+
+    Args:
+        embed_dim: D, must equal the teacher's text embedding dim.
+        arch / encoder_name: any smp architecture (``Unet``, ``FPN``, ``DeepLabV3Plus`` ...) and encoder
+            (``resnet18``, ``mit_b0`` ...).
+        encoder_weights: ``None`` (random init), a local state-dict file for the encoder, or an smp weights
+            name (downloaded by smp; needs network).
+        spatial_reg_blocks: number of LSeg spatial regularisation blocks applied to the logits.
+        learnable_background: if set, class index ``background_index`` is scored against a learned
+            embedding instead of its text embedding.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        arch: str = "Unet",
+        encoder_name: str = "resnet18",
+        encoder_weights: str | None = None,
+        spatial_reg_blocks: int = 0,
+        learnable_background: bool = False,
+        **smp_kwargs,
+    ):
+        super().__init__()
+        local = encoder_weights is not None and (os.sep in encoder_weights or os.path.isfile(encoder_weights))
+        self.net = smp.create_model(
+            arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights, classes=embed_dim, **smp_kwargs
+        )
+        if local:
+            if not os.path.isfile(encoder_weights):
+                raise FileNotFoundError(f"encoder_weights file not found: {encoder_weights}")
+            state = torch.load(encoder_weights, map_location="cpu", weights_only=True)
+            missing, unexpected = self.net.encoder.load_state_dict(state, strict=False)
+            if missing:
+                raise ValueError(f"encoder_weights {encoder_weights} lacks {len(missing)} keys of {encoder_name}, e.g. {missing[:3]}")
+        self.embed_dim = embed_dim
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.reg = nn.ModuleList(SpatialRegBlock() for _ in range(spatial_reg_blocks))
+        self.background = nn.Parameter(torch.randn(embed_dim) * embed_dim**-0.5) if learnable_background else None
+        self._freeze_unused()
+
+    @torch.no_grad()
+    def _freeze_unused(self) -> None:
+        """Freeze parameters the forward never touches (e.g. encoder stages past ``encoder_depth``), so
+        DDP runs without ``find_unused_parameters``."""
+        used: set[int] = set()
+        hooks = [m.register_forward_hook(lambda mod, a, o: used.add(id(mod))) for m in self.net.modules()]
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            self.net(torch.zeros(1, 3, 64, 64))
+        finally:
+            for h in hooks:
+                h.remove()
+            self.net.train(was_training)
+        for module in self.net.modules():
+            if id(module) not in used:
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,H,W]``."""
+        return F.normalize(self.net((images - self.mean) / self.std), dim=1)
+
+    def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None) -> Tensor:
+        """Logits ``[B,K,H,W]`` = scale * cos(pixel, class embedding), then the regularisation blocks."""
+        if text.shape[-1] != embeddings.shape[1]:
+            raise ValueError(f"text embeddings are {text.shape[-1]}-d but the student emits {embeddings.shape[1]}-d")
+        classes = F.normalize(text.to(embeddings.dtype), dim=-1)
+        if self.background is not None and background_index is not None:
+            bg = F.normalize(self.background, dim=0)[None]
+            classes = torch.cat([classes[:background_index], bg, classes[background_index + 1 :]])
+        logits = logit_scale * torch.einsum("bdhw,kd->bkhw", embeddings, classes)
+        for block in self.reg:
+            logits = block(logits)
+        return logits

@@ -1,0 +1,50 @@
+"""Embedded-teacher pre-training: export round trip, resumption, and the shipped teacher's quality bar."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pipelines.embedded_teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
+from pipelines.teacher_cmd import pretrain_teacher
+from pipelines.world import SHAPES
+from pipelines.world.pretrain_data import CaptionedScenes, collate_captions
+from pipelines.world.zeroshot import crop_accuracy
+
+
+def test_groups_differ_only_in_shape_words():
+    ds = CaptionedScenes(length=16, image_size=48, seed=1, group_size=4)
+    images, captions = collate_captions([ds[0]])
+    assert images.shape == (4, 3, 48, 48) and len(captions) == 4
+    shapes = [next(s for s in SHAPES if s in c) for c in captions]
+    assert len(set(shapes)) == 4
+    stripped = {c.replace(s, "X") for c, s in zip(captions, shapes)}
+    assert len(stripped) == 1, captions
+    # the background (top-left corner, which no object reaches) is identical across the group
+    assert torch.equal(images[:, :, :3, :3], images[:1, :, :3, :3].expand(4, -1, -1, -1))
+
+
+def test_export_round_trips_and_training_resumes(tmp_path):
+    out = pretrain_teacher(tmp_path, steps=2, batch_size=16, eval_per_class=1, progress=False, num_workers=0, half=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2
+    teacher, meta = load_teacher_dir(out)
+    assert meta["recipe"]["steps"] == 2
+    trained = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    for k, v in teacher.model.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    # a second run with more steps continues from last.ckpt instead of starting again
+    pretrain_teacher(tmp_path, steps=4, batch_size=16, eval_per_class=1, progress=False, num_workers=0)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4
+    assert json.loads((out / "teacher.json").read_text())["recipe"]["steps"] == 4
+
+
+@pytest.mark.skipif(not shipped_teacher_available(), reason="the package ships no embedded teacher checkpoint")
+def test_shipped_teacher_meets_zero_shot_bar():
+    teacher, meta = load_shipped_teacher()
+    mean, per_class = crop_accuracy(teacher, SHAPES, per_class=40)
+    assert mean >= 90.0, per_class
+    assert min(per_class.values()) >= 75.0, per_class
+    assert meta["zero_shot_crop_accuracy"]["mean"] == pytest.approx(mean, abs=5.0)

@@ -1,0 +1,155 @@
+"""Segmentation student, losses, pseudo labels, inference and data: values against direct computations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_RN, make_teacher, tiny_segmenter
+from PIL import Image
+
+from distill.seg_inference import slide_inference, whole_inference
+from distill.seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+from distill.seg_modules import LSeg, check_vocabulary
+from pipelines.data.seg_datamodule import SegFolderDataModule, WorldSegDataModule
+from pipelines.data.seg_folder import SegFolderDataset
+
+
+def test_student_logits_are_scaled_cosines_and_vocabulary_is_free():
+    student = tiny_segmenter(12)
+    images = torch.rand(2, 3, 32, 32)
+    emb = student(images)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(2, 32, 32))
+    text = torch.randn(5, 12)
+    logits = student.classify(emb, text, 10.0)
+    manual = 10.0 * torch.einsum("bdhw,kd->bkhw", emb, F.normalize(text, dim=-1))
+    torch.testing.assert_close(logits, manual)
+    torch.testing.assert_close(student.classify(emb, text[[4, 1]], 10.0), manual[:, [4, 1]])
+    with pytest.raises(ValueError, match="7-d but the student emits 12-d"):
+        student.classify(emb, torch.randn(3, 7), 1.0)
+
+
+def test_learnable_background_replaces_that_row_only():
+    from students import PixelEmbeddingSegmenter
+
+    student = PixelEmbeddingSegmenter(8, encoder_depth=3, decoder_channels=(16, 8, 8), learnable_background=True)
+    emb = student(torch.rand(1, 3, 32, 32))
+    text = torch.randn(3, 8)
+    out = student.classify(emb, text, 1.0, background_index=1)
+    plain = student.classify(emb, text, 1.0)
+    torch.testing.assert_close(out[:, [0, 2]], plain[:, [0, 2]])
+    bg = torch.einsum("bdhw,d->bhw", emb, F.normalize(student.background, dim=0))
+    torch.testing.assert_close(out[:, 1], bg)
+
+
+def test_unused_encoder_stages_are_frozen_for_ddp():
+    student = tiny_segmenter(8)
+    frozen = [n for n, p in student.named_parameters() if not p.requires_grad]
+    assert frozen and all(".layer3." in n or ".layer4." in n for n in frozen)
+    emb = student(torch.rand(1, 3, 32, 32))
+    emb.sum().backward()
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+
+
+def test_dense_feature_loss_pools_student_to_teacher_grid():
+    s = F.normalize(torch.randn(2, 6, 8, 8), dim=1)
+    t = torch.randn(2, 6, 2, 2)
+    pooled = F.normalize(s.reshape(2, 6, 2, 4, 2, 4).mean(dim=(3, 5)), dim=1)
+    cos = (pooled * F.normalize(t, dim=1)).sum(1)
+    assert dense_feature_loss(s, t, "cosine") == pytest.approx(float((1 - cos).mean()), abs=1e-6)
+    l1 = (pooled - F.normalize(t, dim=1)).abs().sum(1).mean()
+    assert dense_feature_loss(s, t, "l1") == pytest.approx(float(l1), abs=1e-6)
+    assert dense_feature_loss(t, t) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="6-d, teacher dense features 5-d"):
+        dense_feature_loss(s, torch.randn(2, 5, 2, 2))
+
+
+def test_remap_to_subset():
+    target = torch.tensor([[0, 1, 2, 3, 255]])
+    assert remap_to_subset(target, [0, 2, 3]).tolist() == [[0, 255, 1, 2, 255]]
+
+
+def test_pseudo_labels_transductive_and_annotation_free():
+    target = torch.tensor([[[1, 255, 255, 0]]])
+    scores = torch.zeros(1, 4, 1, 4)
+    scores[0, 2, 0, 1] = 5.0  # unseen 2 wins at pixel 1
+    scores[0, 3, 0, 2] = 0.1  # unseen 3 barely wins at pixel 2
+    scores[0, 0, 0, :] = 9.0  # a seen class dominates everywhere: must not leak into transductive labels
+    out = pseudo_labels(target, scores, unseen=[2, 3])
+    assert out.tolist() == [[[1, 2, 3, 0]]]
+    out = pseudo_labels(target, scores, unseen=[2, 3], threshold=0.9)
+    assert out.tolist() == [[[1, 2, 255, 0]]]
+    free = pseudo_labels(target, scores, unseen=[2, 3], transductive=False)
+    assert free.tolist() == [[[0, 0, 0, 0]]]
+
+
+def test_slide_inference_equals_whole_for_a_pointwise_predictor():
+    weight = torch.randn(4, 3)
+
+    def fn(x):
+        return torch.einsum("bchw,kc->bkhw", x, weight)
+
+    images = torch.rand(1, 3, 70, 90)
+    whole = whole_inference(fn, images)
+    torch.testing.assert_close(whole, fn(images))
+    torch.testing.assert_close(slide_inference(fn, images, 4, crop=32, stride=20), whole)
+
+
+def _write_pair(root, name, image, label):
+    (root / "img").mkdir(exist_ok=True)
+    (root / "lab").mkdir(exist_ok=True)
+    Image.fromarray(image).save(root / "img" / f"{name}.png")
+    Image.fromarray(label).save(root / "lab" / f"{name}.png")
+
+
+def test_seg_folder_bad_inputs_name_the_file(tmp_path):
+    img = np.zeros((8, 8, 3), np.uint8)
+    _write_pair(tmp_path, "a", img, np.full((8, 8), 7, np.uint8))
+    ds = SegFolderDataset(tmp_path / "img", tmp_path / "lab", num_classes=5)
+    with pytest.raises(ValueError, match=r"a\.png holds values \[7\] outside the 5 classes"):
+        ds[0]
+    _write_pair(tmp_path, "a", img, np.zeros((8, 9), np.uint8))
+    with pytest.raises(ValueError, match=r"is \(8, 8\) but label .*a\.png is \(8, 9\)"):
+        ds[0]
+    Image.fromarray(img).save(tmp_path / "img" / "b.png")
+    with pytest.raises(FileNotFoundError, match=r"b\.png"):
+        SegFolderDataset(tmp_path / "img", tmp_path / "lab", num_classes=5)
+    (tmp_path / "lab" / "b.png").write_bytes(b"not a png")
+    ds = SegFolderDataset(tmp_path / "img", tmp_path / "lab", num_classes=5)
+    with pytest.raises(ValueError, match=r"cannot read label .*b\.png"):
+        ds[1]
+
+
+def test_reduce_zero_label(tmp_path):
+    _write_pair(tmp_path, "a", np.zeros((2, 2, 3), np.uint8), np.array([[0, 1], [2, 255]], np.uint8))
+    ds = SegFolderDataset(tmp_path / "img", tmp_path / "lab", num_classes=3, reduce_zero_label=True)
+    assert ds[0]["label"].tolist() == [[255, 0], [1, 255]]
+
+
+def test_vocabulary_checks_and_dimension_mismatch():
+    with pytest.raises(ValueError, match="empty"):
+        check_vocabulary([], [])
+    with pytest.raises(ValueError, match=r"\['dragon'\] are not in class_names"):
+        check_vocabulary(["a", "b"], ["dragon"])
+    with pytest.raises(ValueError, match="repeats"):
+        check_vocabulary(["a", "a", "b"], ["b"])
+    with pytest.raises(ValueError, match="unknown segmentation preset 'vocc'"):
+        SegFolderDataModule("/nowhere", preset="vocc")
+    teacher = make_teacher("dim-rn", TINY_RN)
+    with pytest.raises(ValueError, match="embed_dim=10 but teacher .* 24-d"):
+        LSeg(teacher, tiny_segmenter(10), class_names=["a", "b"], unseen=["b"])
+
+
+def test_presets_have_the_reference_unseen_splits():
+    dm = SegFolderDataModule("/data/voc", preset="voc")
+    assert len(dm.class_names) == 21 and dm.unseen == ["pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+    assert len(SegFolderDataModule("/d", preset="coco_stuff").unseen) == 15
+    ctx = SegFolderDataModule("/d", preset="context59")
+    assert len(ctx.class_names) == 59 and len(ctx.unseen) == 10 and ctx.reduce_zero_label
+
+
+def test_world_datamodule_reads_vocabulary(tiny_world):
+    dm = WorldSegDataModule(str(tiny_world))
+    assert dm.class_names[0] == "background" and set(dm.unseen) == {"star", "heart", "ring"}
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["image"].shape[1:] == (3, 64, 64) and batch["label"].dtype == torch.long
