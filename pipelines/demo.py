@@ -25,9 +25,6 @@ import torch
 from pipelines.report import overlay_panel, save_overlays, write_results
 from pipelines.world import SceneConfig, WorldSpec, write_world
 
-SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("OVDISTILL_CACHE", Path.home() / ".cache" / "ovdistill"))
 
@@ -60,35 +57,35 @@ def _teacher(args, cache: Path):
     return teacher, meta
 
 
-def _teacher_rows(teacher, world: Path, quick: bool):
-    from pipelines.world.zeroshot import crop_accuracy, dense_miou
-
+def _crop_row(teacher, world: Path, quick: bool) -> dict:
     from pipelines.world import load_spec
+    from pipelines.world.zeroshot import crop_accuracy
 
     spec = load_spec(world)
     acc, per_class = crop_accuracy(teacher, spec.classes, per_class=5 if quick else 40)
-    crop_row = {"method": "teacher zero-shot (crops)", "accuracy": acc}
-    crop_row.update({c: per_class[c] for c in spec.classes})
-    crop_row["novel mean"] = sum(per_class[c] for c in spec.novel) / len(spec.novel)
-    seg = dense_miou(teacher, world, "test", size=(96, 96), output_stride=8)
-    seg_row = {"method": "MaskCLIP (teacher, training-free)", **{k: seg[k] for k in SEG_COLUMNS[1:]}}
-    return crop_row, seg_row
+    row = {"method": "teacher zero-shot (crops)", "accuracy": acc}
+    row.update({c: per_class[c] for c in spec.classes})
+    row["novel mean"] = sum(per_class[c] for c in spec.novel) / len(spec.novel)
+    return row
 
 
-def _overlays(teacher, world: Path, out: Path, n: int = 4) -> Path:
+@torch.no_grad()
+def _overlays(modules: dict, world: Path, out: Path, n: int = 6) -> list[Path]:
+    """One sheet per method: image | ground truth | prediction for the first test images."""
     from pipelines.data.seg_folder import SegFolderDataset
-    from pipelines.world import load_spec
 
-    spec = load_spec(world)
-    names = ["background", *spec.classes]
-    ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
-    text = teacher.encode_text(names)
-    panels = []
-    for i in range(min(n, len(ds))):
-        item = ds[i]
-        pred = teacher.dense_logits(item["image"][None], text, size=(96, 96), output_stride=8).argmax(1)[0]
-        panels.append(overlay_panel(item["image"], item["label"], pred, names))
-    return save_overlays(out / "overlays" / "maskclip.png", panels)
+    paths = []
+    for name, module in modules.items():
+        names = module.class_names
+        ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
+        module.eval()
+        panels = []
+        for i in range(min(n, len(ds))):
+            item = ds[i]
+            pred = module.predict_logits(item["image"][None]).argmax(1)[0]
+            panels.append(overlay_panel(item["image"], item["label"], pred, names))
+        paths.append(save_overlays(out / "overlays" / f"{name}.png", panels))
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="ovdistill-demo", help="where results.md/json and overlays go")
     parser.add_argument("--cache-dir", default=None, help="world/teacher cache (default $OVDISTILL_CACHE or ~/.cache/ovdistill)")
     parser.add_argument("--retrain-teacher", action="store_true", help="pre-train the teacher instead of using the shipped one")
-    parser.add_argument("--teacher-steps", type=int, default=3000)
+    parser.add_argument("--teacher-steps", type=int, default=1600)
+    parser.add_argument("--seg-steps", type=int, default=120, help="training steps of each segmentation method")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -112,18 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[world] {world}: {spec.splits}; base={list(spec.base)} novel={list(spec.novel)}")
 
     teacher, meta = _teacher(args, cache)
-    crop_row, seg_row = _teacher_rows(teacher, world, args.quick)
-    seg_rows = [seg_row]
+    crop_row = _crop_row(teacher, world, args.quick)
+    print(f"[teacher] zero-shot crop accuracy {crop_row['accuracy']:.1f}% (novel {crop_row['novel mean']:.1f}%)")
+
+    from pipelines.seg_bench import SEG_COLUMNS, run_seg_methods
+
+    seg_steps = 8 if args.quick else args.seg_steps
+    print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
+    seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed)
 
     crop_cols = ["method", "accuracy", *spec.classes, "novel mean"]
     sections = {
         "Teacher zero-shot crop classification (accuracy %, held-out single-object crops)": ([crop_row], crop_cols),
         "Segmentation on the world's test split (mIoU %, unseen = novel classes)": (seg_rows, SEG_COLUMNS),
     }
-    overlay = _overlays(teacher, world, out)
+    overlays = _overlays(seg_modules, world, out)
     command = "ovdistill demo " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
     md = write_results(out, sections, {"command": command.strip(), "world": spec.to_dict(), "teacher": teacher.name})
     print()
     print(md)
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {overlay}  ({time.time() - start:.0f}s)")
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {len(overlays)} overlay sheets in {out / 'overlays'}")
+    print(f"demo finished in {time.time() - start:.0f}s")
     return 0

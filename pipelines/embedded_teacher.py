@@ -21,30 +21,38 @@ SHIPPED_PT = ASSETS / "world_teacher.pt"
 SHIPPED_JSON = ASSETS / "world_teacher.json"
 
 
-def _load(pt: Path, meta_path: Path, device="cpu") -> tuple[OpenCLIPTeacher, dict]:
-    if not meta_path.is_file() or not pt.is_file():
-        raise FileNotFoundError(f"no complete embedded teacher at {pt} / {meta_path}; run `ovdistill pretrain-teacher`")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("world_version") != WORLD_VERSION:
+def load_teacher_dir(root: str | Path | None, device="cpu") -> tuple["EmbeddedTeacher", dict]:
+    """Load a teacher exported by ``ovdistill pretrain-teacher --out ROOT`` (``None``: the shipped one)."""
+    teacher = EmbeddedTeacher(None if root is None else str(root), device=device)
+    if teacher.meta.get("world_version") != WORLD_VERSION:
         warnings.warn(
-            f"teacher {pt} was trained on world version {meta.get('world_version')}, this generator is version "
-            f"{WORLD_VERSION}; retrain it with `ovdistill pretrain-teacher`",
+            f"teacher {teacher.name} was trained on world version {teacher.meta.get('world_version')}, this generator "
+            f"is version {WORLD_VERSION}; retrain it with `ovdistill pretrain-teacher`",
             stacklevel=2,
         )
-    teacher = OpenCLIPTeacher(meta["model_name"], str(pt), model_cfg=meta["model_cfg"], device=device)
-    return teacher, meta
+    return teacher, teacher.meta
 
 
-def load_teacher_dir(root: str | Path, device="cpu") -> tuple[OpenCLIPTeacher, dict]:
-    """Load a teacher exported by ``ovdistill pretrain-teacher --out ROOT``."""
-    root = Path(root)
-    return _load(root / TEACHER_PT, root / TEACHER_JSON, device)
-
-
-def load_shipped_teacher(device="cpu") -> tuple[OpenCLIPTeacher, dict]:
+def load_shipped_teacher(device="cpu") -> tuple["EmbeddedTeacher", dict]:
     """Load the teacher shipped inside the package."""
-    return _load(SHIPPED_PT, SHIPPED_JSON, device)
+    return load_teacher_dir(None, device)
 
 
 def shipped_teacher_available() -> bool:
     return SHIPPED_PT.is_file() and SHIPPED_JSON.is_file()
+
+
+class EmbeddedTeacher(OpenCLIPTeacher):
+    """The embedded teacher as a config-friendly class: ``teacher: {class_path: pipelines.embedded_teacher.EmbeddedTeacher}``.
+
+    Args:
+        path: a directory exported by ``ovdistill pretrain-teacher``; ``None`` = the one shipped in the package.
+    """
+
+    def __init__(self, path: str | None = None, precision: str = "fp32", device="cpu"):
+        pt, meta_path = (SHIPPED_PT, SHIPPED_JSON) if path is None else (Path(path) / TEACHER_PT, Path(path) / TEACHER_JSON)
+        if not meta_path.is_file() or not pt.is_file():
+            raise FileNotFoundError(f"no complete embedded teacher at {pt} / {meta_path}; run `ovdistill pretrain-teacher`")
+        meta = json.loads(meta_path.read_text())
+        super().__init__(meta["model_name"], str(pt), model_cfg=meta["model_cfg"], precision=precision, device=device)
+        self.meta = meta

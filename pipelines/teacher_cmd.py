@@ -21,14 +21,15 @@ from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME
 
 def pretrain_teacher(
     out: str | Path,
-    steps: int = 3000,
+    steps: int = 1500,
     batch_size: int = 128,
-    lr: float = 2e-3,
+    lr: float = 1e-3,
     seed: int = 0,
     half: bool = True,
     eval_per_class: int = 40,
     progress: bool = True,
     num_workers: int = 1,
+    curriculum_steps: int | None = None,
 ) -> Path:
     """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``."""
     import lightning as L
@@ -37,17 +38,23 @@ def pretrain_teacher(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, verbose=False)
+    curriculum = steps * 3 // 10 if curriculum_steps is None else curriculum_steps
     module = CLIPPretrainer(
-        model_cfg=EMBEDDED_TEACHER_CFG, lr=lr, batch_size=batch_size, num_samples=steps * batch_size,
-        seed=seed, warmup_steps=min(200, max(1, steps // 10)), num_workers=num_workers,
+        model_cfg=EMBEDDED_TEACHER_CFG, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
+        seed=seed, warmup_steps=min(100, max(1, steps // 10)), num_workers=num_workers, curriculum_steps=curriculum,
     )
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     trainer = L.Trainer(
         max_steps=steps,
-        max_epochs=1,
+        max_epochs=-1,  # max_steps decides; a resumed run with more steps keeps going
+        reload_dataloaders_every_n_epochs=1,
         logger=False,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=max(1, min(200, steps)))],
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=ckpt_dir, save_last=True, every_n_train_steps=max(1, min(200, steps)), enable_version_counter=False
+            )
+        ],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -67,7 +74,7 @@ def pretrain_teacher(
             "model_name": EMBEDDED_TEACHER_NAME,
             "model_cfg": EMBEDDED_TEACHER_CFG,
             "world_version": WORLD_VERSION,
-            "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+            "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum},
             "train_seconds": round(train_s, 1),
             "zero_shot_crop_accuracy": {"mean": accuracy, "per_class": per_class, "per_class_crops": eval_per_class},
         },
@@ -79,9 +86,9 @@ def pretrain_teacher(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovdistill pretrain-teacher", description=__doc__)
     parser.add_argument("--out", required=True, help="directory for checkpoints and the exported teacher")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fp32", action="store_true", help="export fp32 weights (default: fp16, half the size)")
     args = parser.parse_args(argv)

@@ -43,6 +43,7 @@ class PixelEmbeddingSegmenter(nn.Module):
         spatial_reg_blocks: number of LSeg spatial regularisation blocks applied to the logits.
         learnable_background: if set, class index ``background_index`` is scored against a learned
             embedding instead of its text embedding.
+        encoder_depth / decoder_channels / smp_kwargs: passed to ``smp.create_model``.
     """
 
     def __init__(
@@ -53,9 +54,14 @@ class PixelEmbeddingSegmenter(nn.Module):
         encoder_weights: str | None = None,
         spatial_reg_blocks: int = 0,
         learnable_background: bool = False,
-        **smp_kwargs,
+        encoder_depth: int = 5,
+        decoder_channels: list[int] | None = None,
+        smp_kwargs: dict | None = None,
     ):
         super().__init__()
+        smp_kwargs = dict(smp_kwargs or {}, encoder_depth=encoder_depth)
+        if decoder_channels is not None:
+            smp_kwargs["decoder_channels"] = tuple(decoder_channels)
         local = encoder_weights is not None and (os.sep in encoder_weights or os.path.isfile(encoder_weights))
         self.net = smp.create_model(
             arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights, classes=embed_dim, **smp_kwargs

@@ -13,6 +13,12 @@ Modes (``encode_dense(mode=...)``):
                Lan et al. 2024, with plain value attention). ViT only.
 ``clearclip``  ClearCLIP: q-q self-attention in the last block, no residual, no MLP. ViT only.
 
+timm CNN towers whose head is global average pooling + a linear projection (``timm_pool: avg``) have
+an exact dense counterpart: the projection applied at every position of the last feature map (its
+spatial mean is the image embedding; CAM's observation). ``maskclip`` names that path for them; an
+``output_stride`` of 16 or 8 rebuilds the trunk dilated (timm's ``output_stride``) with the same
+weights. Attention-pool (MAP / SigLIP) and ViT timm towers raise ``NotImplementedError``.
+
 Each function returns ``(features [B, D, h, w], keys [B, C, h, w])``; the keys of the last block
 feed key smoothing (see :mod:`teachers.refine`).
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
+from open_clip.timm_model import TimmModel
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import Tensor, nn
 
@@ -32,9 +39,52 @@ def dense_modes(visual: nn.Module) -> tuple[str, ...]:
     """The dense modes a vision tower supports (empty when it has none)."""
     if isinstance(visual, VisionTransformer) and _vit_supported(visual):
         return VIT_MODES
-    if isinstance(visual, ModifiedResNet):
+    if isinstance(visual, ModifiedResNet) or (isinstance(visual, TimmModel) and _timm_avg_cnn(visual)):
         return RESNET_MODES
     return ()
+
+
+def _timm_avg_cnn(visual: TimmModel) -> bool:
+    pool = getattr(visual.trunk, "global_pool", None)
+    pool_type = getattr(pool, "pool_type", None)
+    head_ok = all(isinstance(m, (nn.Linear, nn.Dropout)) for m in visual.head.children())
+    return pool_type == "avg" and head_ok and hasattr(visual.trunk, "forward_features")
+
+
+_ATROUS_TWINS: dict[tuple, nn.Module] = {}
+
+
+def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
+    """The same timm trunk rebuilt with ``output_stride`` (dilated) and the same weights (cached)."""
+    import timm
+
+    p = next(trunk.parameters())
+    key = (id(trunk), output_stride, p.device, p.dtype, p._version)
+    twin = _ATROUS_TWINS.get(key)
+    if twin is None:
+        arch = trunk.pretrained_cfg.get("architecture") if hasattr(trunk, "pretrained_cfg") else None
+        try:
+            twin = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride)
+        except Exception as err:  # architectures without dilation support
+            raise NotImplementedError(f"timm model {arch!r} cannot be rebuilt with output_stride={output_stride}: {err}") from err
+        twin.load_state_dict(trunk.state_dict(), strict=False)
+        twin.to(device=p.device, dtype=p.dtype).eval().requires_grad_(False)
+        _ATROUS_TWINS.clear()  # keep one twin: teachers are few and large
+        _ATROUS_TWINS[key] = twin
+    return twin
+
+
+def timm_dense(visual: TimmModel, x: Tensor, mode: str = "maskclip", output_stride: int = 32) -> tuple[Tensor, Tensor]:
+    """Dense features of a timm CNN tower with an average-pool + linear head: the head at every position."""
+    if mode not in RESNET_MODES:
+        raise ValueError(f"dense mode {mode!r} is not one of {RESNET_MODES} for a timm CNN tower")
+    trunk = visual.trunk if output_stride == 32 else _atrous_trunk(visual.trunk, output_stride)
+    fmap = trunk.forward_features(x.to(next(trunk.parameters()).dtype))
+    feat = fmap.permute(0, 2, 3, 1)
+    for m in visual.head.children():
+        if isinstance(m, nn.Linear):
+            feat = m(feat)
+    return feat.permute(0, 3, 1, 2), fmap
 
 
 def _vit_supported(visual: VisionTransformer) -> bool:
@@ -161,9 +211,14 @@ def dense_features(
         return vit_dense(visual, x, mode)
     if isinstance(visual, ModifiedResNet):
         return resnet_dense(visual, x, mode, output_stride or 32)
+    if isinstance(visual, TimmModel) and _timm_avg_cnn(visual):
+        if output_stride not in (None, 8, 16, 32):
+            raise ValueError(f"output_stride={output_stride}; a timm CNN tower supports 8, 16 or 32")
+        return timm_dense(visual, x, mode, output_stride or 32)
     raise NotImplementedError(
         f"encode_dense is not implemented for {model_name!r} (vision tower {type(visual).__name__}); "
-        "MaskCLIP dense features are defined for open_clip VisionTransformer and ModifiedResNet towers. "
+        "MaskCLIP dense features are defined for open_clip VisionTransformer and ModifiedResNet towers and for "
+        "timm CNN towers with an average-pool head; not for attention-pool (MAP) heads. "
         "Text, image and region embeddings work for this model."
     )
 

@@ -25,6 +25,13 @@ TINY_TIMM = {
     "text_cfg": TEXT_CFG,
 }
 
+# A timm CNN tower with an average-pool + linear head (the embedded teacher's kind).
+TINY_TIMM_CNN = {
+    "embed_dim": 24,
+    "vision_cfg": {"image_size": 64, "timm_model_name": "resnet18", "timm_pool": "avg", "timm_proj": "linear"},
+    "text_cfg": TEXT_CFG,
+}
+
 
 def make_teacher(name: str, cfg: dict, seed: int = 0, **kwargs):
     from teachers import OpenCLIPTeacher
@@ -48,6 +55,11 @@ def rn_teacher():
 @pytest.fixture(scope="session")
 def timm_teacher():
     return make_teacher("tiny-timm-map-test", TINY_TIMM)
+
+
+@pytest.fixture(scope="session")
+def timm_cnn_teacher():
+    return make_teacher("tiny-timm-cnn-test", TINY_TIMM_CNN)
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
-"""``ovdistill demo --quick`` end to end, as a user runs it (a fresh process)."""
+"""``ovdistill demo --quick`` end to end, as a user runs it (a fresh process, its own cache)."""
 from __future__ import annotations
 
+import json
+import math
+import os
 import subprocess
 import sys
 
@@ -8,13 +11,22 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_quick_runs_end_to_end(tmp_path):
+def test_demo_quick_runs_every_stage(tmp_path):
+    env = {**os.environ, "OVDISTILL_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "demo", "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
+        [sys.executable, "-m", "pipelines.cli", "demo", "--quick", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "encode_regions" in proc.stdout
+    for stage in ("[world]", "[teacher] pre-training stage checked", "[teacher] shipped", "[segmentation]"):
+        assert stage in proc.stdout, stage
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    seg = next(rows for title, rows in results["sections"].items() if title.startswith("Segmentation"))
+    methods = [r["method"] for r in seg]
+    assert methods[0].startswith("MaskCLIP") and any("MaskCLIP+" in m for m in methods) and len(methods) == 4
+    for row in seg:
+        assert 0.0 <= row["mIoU_seen"] <= 100.0 and not math.isnan(row["mIoU_seen"])
+    assert "| method |" in (tmp_path / "out" / "results.md").read_text()
+    sheets = sorted(p.name for p in (tmp_path / "out" / "overlays").glob("*.png"))
+    assert len(sheets) == 4, sheets
+    assert (tmp_path / "cache").is_dir()

@@ -26,7 +26,7 @@ def test_groups_differ_only_in_shape_words():
 
 
 def test_export_round_trips_and_training_resumes(tmp_path):
-    out = pretrain_teacher(tmp_path, steps=2, batch_size=16, eval_per_class=1, progress=False, num_workers=0, half=False)
+    out = pretrain_teacher(tmp_path, steps=2, batch_size=16, eval_per_class=1, progress=False, num_workers=0, half=False, curriculum_steps=0)
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2
     teacher, meta = load_teacher_dir(out)
@@ -35,16 +35,18 @@ def test_export_round_trips_and_training_resumes(tmp_path):
     for k, v in teacher.model.state_dict().items():
         assert torch.equal(v, trained[k]), k
     # a second run with more steps continues from last.ckpt instead of starting again
-    pretrain_teacher(tmp_path, steps=4, batch_size=16, eval_per_class=1, progress=False, num_workers=0)
+    pretrain_teacher(tmp_path, steps=4, batch_size=16, eval_per_class=1, progress=False, num_workers=0, curriculum_steps=0)
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
     assert json.loads((out / "teacher.json").read_text())["recipe"]["steps"] == 4
 
 
-@pytest.mark.skipif(not shipped_teacher_available(), reason="the package ships no embedded teacher checkpoint")
 def test_shipped_teacher_meets_zero_shot_bar():
+    assert shipped_teacher_available(), "pipelines/assets/world_teacher.{pt,json} must ship with the package"
     teacher, meta = load_shipped_teacher()
-    mean, per_class = crop_accuracy(teacher, SHAPES, per_class=40)
+    mean, per_class = crop_accuracy(teacher, SHAPES, per_class=40)  # 1.5x context crops
     assert mean >= 90.0, per_class
     assert min(per_class.values()) >= 75.0, per_class
-    assert meta["zero_shot_crop_accuracy"]["mean"] == pytest.approx(mean, abs=5.0)
+    # the export recorded tight-crop accuracy on the same held-out crops: the shipped file reproduces it
+    tight, _ = crop_accuracy(teacher, SHAPES, per_class=40, scales=(1.0,))
+    assert tight == pytest.approx(meta["zero_shot_crop_accuracy"]["mean"], abs=0.5)

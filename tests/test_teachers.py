@@ -286,3 +286,17 @@ def test_resnet_atrous_output_stride_samples_equal_stride_32_map(rn_teacher, ima
     torch.testing.assert_close(fine[..., ::step, ::step], coarse, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="output_stride=4"):
         rn_teacher.encode_dense(images, output_stride=4)
+
+
+def test_timm_cnn_dense_is_the_head_at_every_position(timm_cnn_teacher, images):
+    """Averaging the (unnormalised) dense map gives exactly the image embedding; atrous samples match."""
+    from teachers.dense import dense_features
+
+    teacher = timm_cnn_teacher
+    x = teacher.preprocess(images)
+    feats, _ = dense_features(teacher.model.visual, x, "maskclip", teacher.model_name)
+    torch.testing.assert_close(F.normalize(feats.mean(dim=(2, 3)), dim=-1), teacher.encode_image(images), atol=1e-5, rtol=1e-4)
+    fine, _ = dense_features(teacher.model.visual, x, "maskclip", teacher.model_name, output_stride=8)
+    assert fine.shape[-2:] == (8, 8) and feats.shape[-2:] == (2, 2)
+    torch.testing.assert_close(fine[..., ::4, ::4], feats, atol=1e-5, rtol=1e-4)
+    assert teacher.dense_modes() == ("maskclip",)

@@ -1,6 +1,7 @@
 """LightningDataModules for semantic segmentation folders and for the synthetic world.
 
-A split is an (image dir, label dir) pair under ``root``. The vocabulary is a preset name (``voc``,
+A split is ``[image dir, label dir]`` or ``[image dir, label dir, list file]`` under ``root`` (the list
+file names the image stems of that split, as VOC's ``ImageSets/Segmentation/train.txt``). The vocabulary is a preset name (``voc``,
 ``context59``, ``coco_stuff``, ``ade20k``) or explicit ``class_names`` + ``unseen``; the methods read
 ``class_names`` / ``unseen`` from here when their config does not repeat them.
 """
@@ -102,9 +103,10 @@ class SegFolderDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> SegFolderDataset:
         if split not in self.splits:
             raise ValueError(f"no split {split!r}; configured: {sorted(self.splits)}")
-        img, lab = self.splits[split]
+        img, lab, *rest = self.splits[split]
         return SegFolderDataset(
-            self.root / img, self.root / lab, len(self.class_names), self.hparams.ignore_index, self.reduce_zero_label
+            self.root / img, self.root / lab, len(self.class_names), self.hparams.ignore_index, self.reduce_zero_label,
+            list_file=self.root / rest[0] if rest else None,
         )
 
     def _loader(self, ds, batch_size, shuffle):

@@ -62,6 +62,7 @@ class SegFolderDataset(Dataset):
         ignore_index: int = 255,
         reduce_zero_label: bool = False,
         label_suffix: str = ".png",
+        list_file: str | Path | None = None,
     ):
         self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
         if not self.image_dir.is_dir():
@@ -69,6 +70,16 @@ class SegFolderDataset(Dataset):
         if not self.label_dir.is_dir():
             raise FileNotFoundError(f"label directory not found: {self.label_dir}")
         self.images = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if list_file is not None:  # VOC-style: one folder for every split, a text file of stems per split
+            list_file = Path(list_file)
+            if not list_file.is_file():
+                raise FileNotFoundError(f"split list file not found: {list_file}")
+            wanted = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            by_stem = {p.stem: p for p in self.images}
+            absent = [w for w in wanted if w not in by_stem]
+            if absent:
+                raise FileNotFoundError(f"{list_file} names {len(absent)} images missing from {self.image_dir}, first: {absent[0]}")
+            self.images = [by_stem[w] for w in wanted]
         if not self.images:
             raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir}")
         self.labels = [self.label_dir / (p.stem + label_suffix) for p in self.images]

@@ -34,7 +34,9 @@ class CaptionedScenes(Dataset):
         p_colour: float = 0.2,
         p_size: float = 0.2,
         group_size: int = 4,
+        p_background: float = 0.3,
     ):
+        self.p_background = p_background
         self.group_size = group_size
         self.p_colour, self.p_size = p_colour, p_size
         self.length = length
@@ -56,7 +58,7 @@ class CaptionedScenes(Dataset):
             cfg = self.single if single else self.multi
             scene = sample_scene(rng, cfg, self.classes, shape_offset=variant)
             images.append(torch.from_numpy(scene.pixels).permute(2, 0, 1).float() / 255.0)
-            captions.append(caption(scene, rng, self.p_colour, self.p_size))
+            captions.append(caption(scene, rng, self.p_colour, self.p_size, self.p_background))
         return torch.stack(images), captions
 
 

@@ -1,0 +1,58 @@
+"""Train and score every open-vocabulary segmentation method on a world (the demo's segmentation table)."""
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import torch
+
+from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
+from pipelines.data.seg_datamodule import WorldSegDataModule
+from students import PixelEmbeddingSegmenter
+
+SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
+
+#: (row name, module class, extra constructor arguments)
+SEG_METHODS = (
+    ("LSeg (seen labels only, no distillation)", LSeg, {}),
+    ("LSeg + dense distillation", LSegDenseDistill, {"distill_weight": 1.0, "distill_loss": "cosine"}),
+    ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.1}),
+)
+
+
+def world_student(embed_dim: int, seed: int) -> PixelEmbeddingSegmenter:
+    torch.manual_seed(seed)
+    return PixelEmbeddingSegmenter(embed_dim, "Unet", "resnet18", encoder_depth=4, decoder_channels=[128, 64, 32, 16])
+
+
+def _trainer(steps: int, progress: bool) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+    )
+
+
+def _row(name: str, result: dict) -> dict:
+    return {"method": name, **{k: result[f"test/{k}"] for k in SEG_COLUMNS[1:]}}
+
+
+def run_seg_methods(teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16):
+    """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split."""
+    teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
+    dm = WorldSegDataModule(str(world), batch_size=batch_size)
+    rows, modules = [], {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*val_dataloader.*")
+        baseline = MaskCLIP(teacher, **teacher_args)
+        result = _trainer(1, progress).test(baseline, dm, verbose=False)[0]
+        rows.append(_row("MaskCLIP (teacher, training-free)", result))
+        modules["MaskCLIP"] = baseline
+        for name, cls, extra in SEG_METHODS:
+            L.seed_everything(seed, verbose=False)
+            module = cls(teacher, world_student(teacher.embed_dim, seed), lr=1e-3, **teacher_args, **extra)
+            trainer = _trainer(steps, progress)
+            trainer.fit(module, dm)
+            rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))
+            modules[cls.__name__] = module
+    return rows, modules
