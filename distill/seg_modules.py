@@ -128,15 +128,15 @@ class OpenVocabSegModule(L.LightningModule):
             return slide_inference(fn, images, len(self.class_names), hp.crop, hp.stride)
         return whole_inference(fn, images)
 
-    def _evaluate(self, batch: dict, metric: OpenVocabMeanIoU, prefix: str) -> None:
+    def _evaluate(self, batch: dict, metric: OpenVocabMeanIoU) -> None:
         logits = self.predict_logits(batch["image"])
         metric.update(logits.argmax(1), batch["label"])
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, self.val_metric, "val")
+        self._evaluate(batch, self.val_metric)
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, self.test_metric, "test")
+        self._evaluate(batch, self.test_metric)
 
     def predict_step(self, batch, batch_idx):
         return self.predict_logits(batch["image"]).argmax(1)

@@ -69,6 +69,10 @@ class CLIPPretrainer(L.LightningModule):
             except TypeError:
                 pass
         self.tokenizer = open_clip.get_tokenizer(model_name)
+        # the model's own preprocessing statistics, as OpenCLIPTeacher will apply them at use time
+        pp = open_clip.get_model_preprocess_cfg(self.model)
+        self.register_buffer("pixel_mean", torch.tensor(pp["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pp["std"]).view(1, 3, 1, 1), persistent=False)
         self.loss_fn = None
 
     def setup(self, stage: str) -> None:
@@ -97,7 +101,7 @@ class CLIPPretrainer(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, captions = batch
-        images = (images - self._mean()) / self._std()
+        images = (images - self.pixel_mean) / self.pixel_std
         tokens = self.tokenizer(captions).to(self.device)
         img = self.model.encode_image(images, normalize=True)
         txt = self.model.encode_text(tokens, normalize=True)
@@ -109,12 +113,6 @@ class CLIPPretrainer(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         with torch.no_grad():  # CLIP clamps the temperature at 100
             self.model.logit_scale.clamp_(0, math.log(100))
-
-    def _mean(self):
-        return torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=self.device).view(1, 3, 1, 1)
-
-    def _std(self):
-        return torch.tensor(open_clip.OPENAI_DATASET_STD, device=self.device).view(1, 3, 1, 1)
 
     def zero_shot(self, per_class: int | None = None):
         teacher = OpenCLIPTeacher.from_model(self.model, self.hparams.model_name)
