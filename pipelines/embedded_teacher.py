@@ -56,3 +56,23 @@ class EmbeddedTeacher(OpenCLIPTeacher):
         meta = json.loads(meta_path.read_text())
         super().__init__(meta["model_name"], str(pt), model_cfg=meta["model_cfg"], precision=precision, device=device)
         self.meta = meta
+
+
+def save_trunk_weights(teacher: OpenCLIPTeacher, path: str | Path, layout: str = "smp") -> Path:
+    """Save the teacher's timm image trunk as initial weights for a student backbone (a local weights file).
+
+    The synthetic world has no ImageNet: the embedded teacher's trunk is the only pre-trained vision
+    backbone, playing the role ImageNet / CLIP initialisation plays on real data. ``layout="smp"`` keys
+    the tensors for an smp ``tu-<name>`` encoder (``model.`` prefix); ``"timm"`` keeps timm's own names
+    (for ``students.RegionEmbeddingDetector(backbone="timm:<name>")``).
+    """
+    from .atomic import save_torch
+
+    trunk = getattr(teacher.model.visual, "trunk", None)
+    if trunk is None:
+        raise ValueError(f"teacher {teacher.name} has no timm trunk to export")
+    if layout not in ("smp", "timm"):
+        raise ValueError(f"layout must be 'smp' or 'timm', got {layout!r}")
+    prefix = "model." if layout == "smp" else ""
+    state = {prefix + k: v.float().clone() for k, v in trunk.state_dict().items() if not k.startswith(("fc.", "head."))}
+    return save_torch(state, path)

@@ -20,9 +20,12 @@ SEG_METHODS = (
 )
 
 
-def world_student(embed_dim: int, seed: int) -> PixelEmbeddingSegmenter:
+def world_student(embed_dim: int, seed: int, encoder: str = "tu-resnet10t", encoder_weights: str | None = None) -> PixelEmbeddingSegmenter:
+    """Unet on the teacher's trunk architecture, initialised from ``encoder_weights`` (see ``save_trunk_weights``)."""
     torch.manual_seed(seed)
-    return PixelEmbeddingSegmenter(embed_dim, "Unet", "resnet18", encoder_depth=4, decoder_channels=[128, 64, 32, 16])
+    return PixelEmbeddingSegmenter(
+        embed_dim, "Unet", encoder, encoder_weights=encoder_weights, encoder_depth=4, decoder_channels=[128, 64, 32, 16]
+    )
 
 
 def _trainer(steps: int, progress: bool) -> L.Trainer:
@@ -36,8 +39,14 @@ def _row(name: str, result: dict) -> dict:
     return {"method": name, **{k: result[f"test/{k}"] for k in SEG_COLUMNS[1:]}}
 
 
-def run_seg_methods(teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16):
-    """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split."""
+def run_seg_methods(
+    teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
+    encoder_weights: str | None = None, lr: float = 1e-3,
+):
+    """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
+
+    ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk).
+    """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
     rows, modules = [], {}
@@ -50,7 +59,8 @@ def run_seg_methods(teacher, world, steps: int = 300, seed: int = 0, progress: b
         modules["MaskCLIP"] = baseline
         for name, cls, extra in SEG_METHODS:
             L.seed_everything(seed, verbose=False)
-            module = cls(teacher, world_student(teacher.embed_dim, seed), lr=1e-3, **teacher_args, **extra)
+            student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights)
+            module = cls(teacher, student, lr=lr, **teacher_args, **extra)
             trainer = _trainer(steps, progress)
             trainer.fit(module, dm)
             rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))

@@ -1,4 +1,6 @@
-"""Open-vocabulary metrics (torchmetrics, DDP-synced): segmentation mIoU with seen/unseen/hIoU."""
+"""Open-vocabulary metrics (torchmetrics, DDP-synced): segmentation mIoU and detection AP, split seen/unseen."""
+from .detection import OpenVocabDetectionAP
+from .lvis import LVISDetectionAP
 from .segmentation import OpenVocabMeanIoU
 
-__all__ = ["OpenVocabMeanIoU"]
+__all__ = ["LVISDetectionAP", "OpenVocabDetectionAP", "OpenVocabMeanIoU"]

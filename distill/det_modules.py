@@ -1,0 +1,296 @@
+"""LightningModules for open-vocabulary detection: ViLD (text / image / ensemble), pseudo-box training,
+a closed-vocabulary base-only detector and the teacher-on-proposals (CLIP-on-crops) baseline.
+
+Targets carry labels as indices into ``class_names`` (``pipelines.data.det_datamodule``). Training maps
+them onto the training vocabulary (base classes, or all for pseudo-box training) as torchvision wants
+(1..K, 0 = background); evaluation scores every class against the teacher's text embeddings and feeds
+``OpenVocabDetectionAP`` (and ``LVISDetectionAP`` when ``lvis_json`` is given). Teacher region
+embeddings for ViLD-image come from ``target["teacher_regions"]`` (an offline proposals file) or live.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from .metrics import LVISDetectionAP, OpenVocabDetectionAP
+from .regions import teacher_region_embeddings
+
+
+def check_det_vocabulary(class_names: list[str], novel: list[str]) -> None:
+    if not class_names:
+        raise ValueError("class_names is empty: give the detection vocabulary (index = label id)")
+    dup = sorted({c for c in class_names if class_names.count(c) > 1})
+    if dup:
+        raise ValueError(f"class_names repeats {dup}")
+    missing = [c for c in novel if c not in class_names]
+    if missing:
+        raise ValueError(f"novel classes {missing} are not in class_names")
+    if len(set(novel)) >= len(class_names):
+        raise ValueError("every class is novel: at least one base class is needed")
+
+
+class OpenVocabDetModule(L.LightningModule):
+    """Vocabulary, text embeddings, evaluation; subclasses define ``training_step`` (and the classifier)."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module | None = None,
+        class_names: list[str] | None = None,
+        novel: list[str] | None = None,
+        templates: str | list[str] = "simple",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        backend: str = "pycocotools",
+        max_detections: int = 100,
+        lvis_json: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["teacher", "student"])
+        self.teacher, self.student = teacher, student
+        if student is not None and getattr(student, "embed_dim", teacher.embed_dim) != teacher.embed_dim:
+            raise ValueError(
+                f"student embed_dim={student.embed_dim} but teacher {getattr(teacher, 'name', '')} emits "
+                f"{teacher.embed_dim}-d embeddings; set the student's embed_dim to {teacher.embed_dim}"
+            )
+        self.class_names = list(class_names) if class_names is not None else None
+        self.novel_names = list(novel) if novel is not None else None
+        self.strict_loading = False  # checkpoints leave the frozen teacher out
+        if self.class_names is not None:
+            self._set_vocabulary(self.class_names, self.novel_names or [])
+
+    # ------------------------------------------------------------------ vocabulary
+    def _set_vocabulary(self, class_names: list[str], novel: list[str]) -> None:
+        check_det_vocabulary(class_names, novel)
+        self.class_names, self.novel_names = list(class_names), list(novel)
+        self.novel_ids = [class_names.index(c) for c in novel]
+        self.base_ids = [i for i in range(len(class_names)) if i not in self.novel_ids]
+        hp = self.hparams
+        self.val_metric = OpenVocabDetectionAP(class_names, self.novel_ids, hp.backend, hp.max_detections)
+        self.test_metric = OpenVocabDetectionAP(class_names, self.novel_ids, hp.backend, hp.max_detections)
+        self.lvis_metric = LVISDetectionAP(hp.lvis_json) if hp.lvis_json else None
+        if self.lvis_metric is not None and self.lvis_metric.class_names != self.class_names:
+            raise ValueError(f"class_names do not follow the categories of {hp.lvis_json} (sorted by id)")
+
+    def setup(self, stage: str) -> None:
+        if self.class_names is None:
+            dm = self.trainer.datamodule if self.trainer is not None else None
+            if dm is None or not hasattr(dm, "class_names"):
+                raise ValueError("class_names not given and the datamodule has no class_names")
+            self._set_vocabulary(list(dm.class_names), list(getattr(dm, "novel", [])))
+        for m in (self.val_metric, self.test_metric, self.lvis_metric):
+            if m is not None:
+                m.to(self.device)
+        self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
+        self.novel_mask = torch.zeros(len(self.class_names), dtype=torch.bool, device=self.device)
+        self.novel_mask[self.novel_ids] = True
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        checkpoint["vocabulary"] = {"class_names": self.class_names, "novel": self.novel_names}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        vocab = checkpoint.get("vocabulary")
+        if vocab and self.class_names is None:
+            self._set_vocabulary(vocab["class_names"], vocab["novel"])
+
+    # ------------------------------------------------------------------ training helpers
+    def train_classes(self) -> list[int]:
+        """Class indices the training loss classifies over (base by default)."""
+        return self.base_ids
+
+    def train_targets(self, targets: list[dict]) -> list[dict]:
+        """Targets relabelled 1..K over ``train_classes()`` (0 is background in torchvision)."""
+        classes = self.train_classes()
+        lut = torch.full((len(self.class_names),), -1, dtype=torch.long, device=self.device)
+        lut[classes] = torch.arange(1, len(classes) + 1, device=self.device)
+        out = []
+        for t in targets:
+            labels = lut[t["labels"]]
+            if (labels < 0).any():
+                bad = sorted({self.class_names[i] for i in t["labels"][labels < 0].tolist()})
+                raise ValueError(f"image {t.get('image_id')}: training boxes of classes {bad} outside the training vocabulary")
+            out.append({"boxes": t["boxes"], "labels": labels})
+        return out
+
+    def train_text(self) -> Tensor:
+        return self.text[self.train_classes()]
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ------------------------------------------------------------------ evaluation
+    def detect(self, images: list[Tensor]) -> list[dict]:
+        """Detections with ``labels`` indexing ``class_names``."""
+        preds = self.student(images, text=self.text, **self.scoring_kwargs())
+        return [{**p, "labels": p["labels"] - 1} for p in preds]
+
+    def scoring_kwargs(self) -> dict:
+        return {}
+
+    def _evaluate(self, batch, metric: OpenVocabDetectionAP) -> None:
+        images, targets = batch
+        preds = self.detect(images)
+        metric.update(preds, targets)
+        if self.lvis_metric is not None:
+            self.lvis_metric.update(preds, targets)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metric)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_metric)
+
+    def predict_step(self, batch, batch_idx):
+        return self.detect(batch[0])
+
+    def _log_metric(self, metric, prefix: str) -> dict:
+        out = metric.compute()
+        if self.lvis_metric is not None:
+            out.update({f"lvis_{k}": v for k, v in self.lvis_metric.compute().items()})
+            self.lvis_metric.reset()
+        scalars = {f"{prefix}/{k}": (0.0 if math.isnan(v) else v) for k, v in out.items() if not isinstance(v, Tensor)}
+        self.log_dict(scalars, prog_bar=prefix == "val", rank_zero_only=False, sync_dist=False)
+        self.last_metrics = {prefix: out}
+        metric.reset()
+        return out
+
+    def on_validation_epoch_end(self):
+        self._log_metric(self.val_metric, "val")
+
+    def on_test_epoch_end(self):
+        self._log_metric(self.test_metric, "test")
+
+
+class ViLD(OpenVocabDetModule):
+    """ViLD: text loss over base classes + background (τ in the student), optional ViLD-image L1 loss.
+
+    ``image_weight`` > 0 adds the L1 distance between the region embeddings of the first
+    ``image_regions`` offline proposals per image (``target["proposals"]``) and the teacher's embeddings
+    of the same boxes. ``ensemble=True`` needs a student built with ``image_head=True``: the image loss
+    trains that head, and inference blends both heads with ``ensemble_lambda`` (ViLD-ensemble).
+    """
+
+    def __init__(
+        self, *args, image_weight: float = 0.0, image_regions: int = 100, ensemble: bool = False,
+        ensemble_lambda: float = 2 / 3, region_scales: tuple[float, ...] = (1.0, 1.5), **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.save_hyperparameters(ignore=["teacher", "student"])
+        if ensemble and image_weight <= 0:
+            raise ValueError("ensemble=True trains the image head with the ViLD-image loss: set image_weight > 0")
+        if ensemble and getattr(self.student.predictor, "image_proj", None) is None:
+            raise ValueError("ensemble=True needs a student built with image_head=True")
+
+    def scoring_kwargs(self) -> dict:
+        hp = self.hparams
+        return {"novel_mask": self.novel_mask, "ensemble_lambda": hp.ensemble_lambda} if hp.ensemble else {}
+
+    def image_targets(self, images: list[Tensor], targets: list[dict]) -> tuple[list[Tensor], Tensor]:
+        n = self.hparams.image_regions
+        missing = [t.get("image_id") for t in targets if "proposals" not in t]
+        if missing:
+            raise ValueError(f"ViLD-image needs offline proposals (datamodule `proposals`); images {missing[:5]} have none")
+        regions = [t["proposals"][:n].to(self.device) for t in targets]
+        if all("teacher_regions" in t for t in targets):
+            teacher = torch.cat([t["teacher_regions"][:n] for t in targets]).to(self.device)
+        else:
+            teacher = teacher_region_embeddings(self.teacher, images, regions, self.hparams.region_scales)
+        return regions, F.normalize(teacher.float(), dim=-1)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        hp = self.hparams
+        tgt = self.train_targets(targets)
+        if hp.image_weight > 0:
+            regions, teacher = self.image_targets(images, targets)
+            head = "image" if hp.ensemble else "text"
+            losses, emb = self.student.forward_with_regions(images, tgt, self.train_text(), regions, head)
+            # ViLD: L1 over embedding dimensions, averaged over regions
+            image_loss = (emb - teacher).abs().sum(-1).mean() if len(emb) else emb.sum()
+            losses["loss_vild_image"] = hp.image_weight * image_loss
+        else:
+            losses = self.student(images, tgt, text=self.train_text())
+        loss = sum(losses.values())
+        self.log_dict({f"train/{k}": v for k, v in losses.items()})
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+
+class PseudoBoxDetector(ViLD):
+    """Pseudo-box self-training: ViLD-text over *all* classes on gold base boxes + pseudo boxes of novel classes."""
+
+    def train_classes(self) -> list[int]:
+        return list(range(len(self.class_names)))
+
+
+class BaseOnlyDetector(OpenVocabDetModule):
+    """Closed-vocabulary baseline: learned class embeddings for the base classes, no teacher text.
+
+    It can only ever name base classes, so its novel AP is zero by construction: the row shows what
+    open-vocabulary training adds.
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, *args, **kwargs):
+        super().__init__(teacher, student, *args, **kwargs)
+        self.class_embeddings: nn.Parameter | None = None
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.class_embeddings is None:
+            g = torch.Generator().manual_seed(0)
+            self.class_embeddings = nn.Parameter(torch.randn(len(self.base_ids), self.teacher.embed_dim, generator=g).to(self.device))
+
+    def train_text(self) -> Tensor:
+        return F.normalize(self.class_embeddings, dim=-1)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        losses = self.student(images, self.train_targets(targets), text=self.train_text())
+        loss = sum(losses.values())
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def detect(self, images: list[Tensor]) -> list[dict]:
+        base = torch.tensor(self.base_ids, device=self.device)
+        preds = self.student(images, text=self.train_text())
+        return [{**p, "labels": base[p["labels"] - 1]} for p in preds]
+
+
+class TeacherOnProposals(OpenVocabDetModule):
+    """CLIP-on-crops baseline: a base-trained RPN proposes, the teacher classifies each crop (1× + 1.5×).
+
+    score(box, k) = softmax(scale · cos(teacher region, text))_k × objectness; per-class NMS, top
+    ``max_detections``. The student is only the proposer (its RPN); nothing is trained.
+    """
+
+    def __init__(
+        self, teacher: nn.Module, student: nn.Module, *args, teacher_scale: float = 100.0, top_proposals: int = 100,
+        nms_iou: float = 0.5, region_scales: tuple[float, ...] = (1.0, 1.5), **kwargs,
+    ):
+        super().__init__(teacher, student, *args, **kwargs)
+
+    def detect(self, images: list[Tensor]) -> list[dict]:
+        hp = self.hparams
+        boxes, objectness = self.student.propose(images)
+        boxes = [b[: hp.top_proposals] for b in boxes]
+        objectness = [o[: hp.top_proposals] for o in objectness]
+        emb = teacher_region_embeddings(self.teacher, images, boxes, hp.region_scales)
+        probs = (hp.teacher_scale * emb @ self.text.T).softmax(-1).split([len(b) for b in boxes])
+        out = []
+        for b, o, p in zip(boxes, objectness, probs):
+            scores = (p * o[:, None]).flatten()
+            labels = torch.arange(p.shape[1], device=p.device).repeat(len(b))
+            rep = b.repeat_interleave(p.shape[1], 0)
+            keep = batched_nms(rep, scores, labels, hp.nms_iou)[: hp.max_detections]
+            out.append({"boxes": rep[keep], "scores": scores[keep], "labels": labels[keep]})
+        return out
+
+    def configure_optimizers(self):
+        return None

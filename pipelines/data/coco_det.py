@@ -1,0 +1,147 @@
+"""A COCO-format instances JSON (via pycocotools) as a detection dataset for open-vocabulary training.
+
+Labels are indices into ``class_names`` (matched to the JSON's categories by name). Annotations of
+classes outside the vocabulary are dropped (OV-COCO evaluates 65 of COCO's 80 classes); ``drop``
+removes classes from training (the novel ones) while their images stay; images without annotations
+are kept; crowd boxes are left out of training targets and kept, flagged, for evaluation. Optional
+extras per image (offline proposals, cached teacher region embeddings, pseudo boxes) join by image id.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
+
+
+def load_coco(path: str | Path) -> COCO:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def check_annotations(coco: COCO, path: str | Path) -> None:
+    """Every annotation must name a known category and have a positive width and height."""
+    known = set(coco.cats)
+    for ann in coco.dataset.get("annotations", []):
+        if ann["category_id"] not in known:
+            raise ValueError(f"{path}: annotation {ann['id']} has unknown category_id {ann['category_id']}; known ids: {sorted(known)[:10]}...")
+        if ann["image_id"] not in coco.imgs:
+            raise ValueError(f"{path}: annotation {ann['id']} refers to image_id {ann['image_id']}, which is not in 'images'")
+        w, h = ann["bbox"][2], ann["bbox"][3]
+        if not (w > 0 and h > 0):
+            raise ValueError(f"{path}: annotation {ann['id']} (image {ann['image_id']}) has a box of width {w} and height {h}")
+
+
+def resolve_classes(coco: COCO, class_names: list[str] | None, path: str | Path) -> list[str]:
+    names_by_id = {c["id"]: c["name"] for c in coco.dataset["categories"]}
+    if class_names is None:
+        return [names_by_id[i] for i in sorted(names_by_id)]
+    if not class_names:
+        raise ValueError("class_names is empty")
+    missing = [c for c in class_names if c not in names_by_id.values()]
+    if missing:
+        raise ValueError(f"classes {missing} are not categories of {path}")
+    return list(class_names)
+
+
+def read_image(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            return pil_to_tensor(im.convert("RGB")).float() / 255
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+class CocoDetection(Dataset):
+    """Items ``(image [3,H,W] in [0,1], target)``; target: ``boxes`` xyxy, ``labels``, ``iscrowd``, ``image_id``.
+
+    ``extras`` maps a target key (``proposals``, ``objectness``, ``teacher_regions``, ...) to
+    ``{image_id: Tensor}``; every image must be present in each. ``pseudo`` (``{image_id: (boxes, labels)}``)
+    adds boxes to the targets (the self-training round).
+    """
+
+    def __init__(
+        self,
+        image_root: str | Path,
+        ann_file: str | Path,
+        class_names: list[str] | None = None,
+        drop: list[str] | None = None,
+        train: bool = False,
+        extras: dict[str, dict[int, torch.Tensor]] | None = None,
+        pseudo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        flip: bool = False,
+    ):
+        self.image_root, self.ann_file = Path(image_root), Path(ann_file)
+        self.coco = load_coco(ann_file)
+        check_annotations(self.coco, ann_file)
+        self.class_names = resolve_classes(self.coco, class_names, ann_file)
+        unknown = [c for c in (drop or []) if c not in self.class_names]
+        if unknown:
+            raise ValueError(f"classes to drop {unknown} are not in the vocabulary")
+        keep = {c["id"]: self.class_names.index(c["name"]) for c in self.coco.dataset["categories"] if c["name"] in self.class_names}
+        dropped = {self.class_names.index(c) for c in (drop or [])}
+        self.label_of = {cid: k for cid, k in keep.items() if k not in dropped}
+        self.train, self.flip = train, flip
+        self.ids = sorted(self.coco.imgs)
+        self.extras = extras or {}
+        for key, table in self.extras.items():
+            missing = [i for i in self.ids if i not in table]
+            if missing:
+                raise ValueError(
+                    f"{key} do not match {ann_file}: {len(missing)} of {len(self.ids)} image ids missing (e.g. {missing[:5]})"
+                )
+        self.pseudo = pseudo or {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def target(self, image_id: int) -> dict:
+        anns = [a for a in self.coco.imgToAnns.get(image_id, []) if a["category_id"] in self.label_of]
+        if self.train:
+            anns = [a for a in anns if not a.get("iscrowd", 0)]
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.long)
+        crowd = torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.long)
+        if image_id in self.pseudo:
+            pb, pl = self.pseudo[image_id]
+            boxes, labels = torch.cat([boxes, pb.float()]), torch.cat([labels, pl.long()])
+            crowd = torch.cat([crowd, torch.zeros(len(pl), dtype=torch.long)])
+        return {"boxes": boxes, "labels": labels, "iscrowd": crowd, "image_id": image_id}
+
+    def __getitem__(self, i: int):
+        image_id = self.ids[i]
+        info = self.coco.imgs[image_id]
+        image = read_image(self.image_root / info["file_name"])
+        if "height" in info and "width" in info and info["height"] and tuple(image.shape[-2:]) != (info["height"], info["width"]):
+            raise ValueError(
+                f"image {self.image_root / info['file_name']} is {tuple(image.shape[-2:])} but {self.ann_file} says "
+                f"{(info['height'], info['width'])}"
+            )
+        target = self.target(image_id)
+        for key, table in self.extras.items():
+            target[key] = table[image_id]
+        if self.flip and torch.rand(()) < 0.5:
+            w = image.shape[-1]
+            image = image.flip(-1)
+            for key in ("boxes", "proposals"):
+                if key in target:
+                    b = target[key].clone()
+                    b[:, [0, 2]] = w - target[key][:, [2, 0]]
+                    target[key] = b
+        return image, target
+
+
+def detection_collate(batch):
+    images, targets = zip(*batch)
+    return list(images), list(targets)

@@ -1,0 +1,95 @@
+"""Train and score every open-vocabulary detection method on a world (the demo's detection table).
+
+Order follows the methods' dependencies: the ViLD-text detector's RPN (trained on base boxes only) is the
+proposer for the teacher-on-proposals baseline, for the offline ViLD-image proposals and for the
+teacher's pseudo boxes.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
+from pipelines.data.det_datamodule import WorldDetDataModule
+from pipelines.proposals import compute_proposals, save_proposals
+from pipelines.pseudo_label import save_pseudo_labels, teacher_pseudo_labels
+from students import RegionEmbeddingDetector
+
+DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
+
+
+def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False) -> RegionEmbeddingDetector:
+    """Faster R-CNN on the teacher's trunk architecture (timm ResNet-10-T), sized for 96 px scenes."""
+    torch.manual_seed(seed)
+    return RegionEmbeddingDetector(
+        embed_dim, "timm:resnet10t", weights=weights, norm="bn", trainable_layers=5, fpn_channels=64,
+        representation_size=256, anchor_sizes=[8, 16, 32, 64, 128], min_size=96, max_size=96, image_head=image_head,
+        rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=150, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
+        box_batch_size_per_image=128, box_score_thresh=0.01,
+    )
+
+
+def _trainer(steps: int, progress: bool) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+    )
+
+
+def _row(name: str, result: dict) -> dict:
+    return {"method": name, **{k: result[f"test/{k}"] for k in DET_COLUMNS[1:]}}
+
+
+def run_det_methods(
+    teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
+    weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
+    pseudo_threshold: float = 0.5,
+) -> tuple[list[dict], dict]:
+    """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dm = WorldDetDataModule(str(world), batch_size=batch_size)
+    rows, modules = [], {}
+
+    def fit_and_test(name, module, datamodule):
+        L.seed_everything(seed, verbose=False)
+        trainer = _trainer(steps, progress)
+        trainer.fit(module, datamodule)
+        rows.append(_row(name, trainer.test(module, datamodule, verbose=False)[0]))
+        modules[name] = module
+        return module
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*val_dataloader.*")
+        L.seed_everything(seed, verbose=False)
+        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), dm)
+        vild_text = fit_and_test("ViLD-text", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), dm)
+        proposer = vild_text.student
+
+        baseline = TeacherOnProposals(teacher, proposer)
+        rows.insert(0, _row("teacher on proposals (CLIP-on-crops)", _trainer(1, progress).test(baseline, dm, verbose=False)[0]))
+        modules["teacher on proposals"] = baseline
+
+        train_set = dm.dataset("train")
+        train_set.flip = False
+        proposals = out / "proposals_train.pt"
+        save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals)
+        with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
+        fit_and_test("ViLD (text + image)", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, image_weight=image_weight, image_regions=image_regions), with_props)
+        fit_and_test(
+            "ViLD-ensemble",
+            ViLD(teacher, world_detector(teacher.embed_dim, seed, weights, image_head=True), lr=lr, image_weight=image_weight, image_regions=image_regions, ensemble=True),
+            with_props,
+        )
+
+        pseudo = out / "pseudo_labels_train.json"
+        coco = teacher_pseudo_labels(teacher, proposer, train_set, dm.class_names, dm.novel, score_threshold=pseudo_threshold)
+        save_pseudo_labels(coco, pseudo)
+        with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
+        fit_and_test("pseudo-box self-training (teacher labels)", PseudoBoxDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), with_pseudo)
+    del base_only
+    return rows, modules

@@ -1,0 +1,268 @@
+"""Detection student, data, proposals, pseudo boxes and module pieces, each against an independent computation."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_RN, make_teacher
+
+from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, ViLD
+from distill.pseudo_boxes import select_pseudo_boxes
+from pipelines.data.coco_det import CocoDetection
+from pipelines.data.det_datamodule import CocoDetDataModule, WorldDetDataModule, load_pseudo_labels
+from pipelines.data.det_splits import OV_COCO_BASE, OV_COCO_NOVEL, split_classes
+from pipelines.proposals import compute_proposals, load_proposals, save_proposals
+from students import EmbeddingBoxPredictor, RegionEmbeddingDetector, build_backbone
+
+D = 24
+
+
+def tiny_detector(seed: int = 0, **kw) -> RegionEmbeddingDetector:
+    torch.manual_seed(seed)
+    return RegionEmbeddingDetector(
+        D, "resnet18", fpn_channels=16, representation_size=32, anchor_sizes=[8, 16, 32, 64, 128], min_size=64, max_size=64,
+        rpn_pre_nms_top_n_train=50, rpn_post_nms_top_n_train=20, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+        box_batch_size_per_image=16, box_score_thresh=0.0, **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return make_teacher("det-rn", TINY_RN)
+
+
+def test_predictor_scores_are_cosines_over_tau_with_class_agnostic_boxes():
+    torch.manual_seed(0)
+    p = EmbeddingBoxPredictor(16, D, tau=0.05)
+    text = F.normalize(torch.randn(5, D), dim=-1)
+    x = torch.randn(7, 16)
+    p.text = text
+    logits, deltas = p(x)
+    e = F.normalize(x @ p.proj.weight.T + p.proj.bias, dim=-1)
+    classes = torch.cat([F.normalize(p.background, dim=0)[None], text])
+    torch.testing.assert_close(logits, e @ classes.T / 0.05)
+    assert deltas.shape == (7, 24)
+    torch.testing.assert_close(deltas.view(7, 6, 4), (x @ p.bbox_pred.weight.T + p.bbox_pred.bias)[:, None].expand(7, 6, 4))
+    p.text = text[:2]  # the vocabulary is whatever is passed
+    assert p(x)[0].shape == (7, 3)
+
+
+def test_ensemble_blend_follows_vild_formula():
+    torch.manual_seed(1)
+    p = EmbeddingBoxPredictor(16, D, tau=0.1, image_head=True).eval()
+    text = F.normalize(torch.randn(4, D), dim=-1)
+    novel = torch.tensor([False, True, False, True])
+    x = torch.randn(5, 16)
+    p.text, p.novel_mask, p.ensemble_lambda = text, novel, 2 / 3
+    logits, _ = p(x)
+    classes = torch.cat([F.normalize(p.background, dim=0)[None], text])
+    pt = (p.embed(x) @ classes.T / 0.1).softmax(-1)
+    pi = (p.embed(x, "image") @ text.T / 0.1).softmax(-1)
+    lam = 2 / 3
+    want = torch.empty(5, 4)
+    for k in range(4):
+        a = (1 - lam) if novel[k] else lam
+        want[:, k] = pt[:, k + 1] ** a * pi[:, k] ** (1 - a)
+    got = logits.softmax(-1)
+    full = torch.cat([pt[:, :1], want], 1)
+    torch.testing.assert_close(got, full / full.sum(1, keepdim=True))
+
+
+def test_detector_losses_and_vocabulary_at_call_time():
+    det = tiny_detector()
+    text = F.normalize(torch.randn(3, D), dim=-1)
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    targets = [{"boxes": torch.tensor([[4.0, 4, 30, 30]]), "labels": torch.tensor([2])}, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    det.train()
+    torch.manual_seed(3)
+    plain = det(images, targets, text=text)
+    torch.manual_seed(3)
+    losses, emb = det.forward_with_regions(images, targets, text, [torch.tensor([[0.0, 0, 64, 64], [8, 8, 40, 40]]), torch.zeros(0, 4)])
+    for k in plain:  # one backbone pass serves both: the detector losses are unchanged
+        torch.testing.assert_close(losses[k], plain[k])
+    assert emb.shape == (2, D)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+    det.eval()
+    out = det(images, text=torch.cat([text, F.normalize(torch.randn(4, D), dim=-1)]))
+    assert all(((o["labels"] >= 1) & (o["labels"] <= 7)).all() for o in out)
+    assert det.predictor.text is None  # the vocabulary does not leak past the call
+    with pytest.raises(ValueError, match=r"\[K, 24\]"):
+        det(images, text=torch.randn(3, 5))
+    boxes, scores = det.propose(images)
+    assert len(boxes) == 2 and all(((s >= 0) & (s <= 1)).all() for s in scores)
+
+
+def test_region_embedding_does_not_depend_on_other_boxes():
+    det = tiny_detector().eval()
+    text = F.normalize(torch.randn(3, D), dim=-1)
+    images = [torch.rand(3, 64, 64)]
+    tg = [{"boxes": torch.tensor([[4.0, 4, 30, 30]]), "labels": torch.tensor([1])}]
+    a = torch.tensor([[2.0, 3, 40, 50]])
+    _, one = det.forward_with_regions(images, tg, text, [a])
+    _, two = det.forward_with_regions(images, tg, text, [torch.cat([torch.tensor([[10.0, 10, 20, 20]]), a])])
+    torch.testing.assert_close(one[0], two[1])
+
+
+def test_backbone_weights_and_errors(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pt")
+    bb = build_backbone("resnet18", str(tmp_path / "r18.pt"))
+    torch.testing.assert_close(bb.body.layer3[0].conv1.weight, ref.layer3[0].conv1.weight)
+    assert not bb.body.conv1.weight.requires_grad and bb.body.layer4[0].conv1.weight.requires_grad  # trainable_layers=3
+    with pytest.raises(ValueError, match="unknown backbone 'resnet7'"):
+        build_backbone("resnet7")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        build_backbone("resnet18", str(tmp_path / "nope.pt"))
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="does not fit"):
+        build_backbone("resnet18", str(tmp_path / "bad.pt"))
+
+
+def test_world_detection_data_drops_novel_from_training_only(tiny_world):
+    dm = WorldDetDataModule(str(tiny_world))
+    split = json.loads((tiny_world / "split.json").read_text())
+    assert dm.class_names == split["classes"] and dm.novel == split["novel"]
+    novel_ids = {dm.class_names.index(c) for c in dm.novel}
+    train, test = dm.dataset("train"), dm.dataset("test")
+    assert all(not set(train.target(i)["labels"].tolist()) & novel_ids for i in train.ids)
+    assert any(set(test.target(i)["labels"].tolist()) & novel_ids for i in test.ids)
+    image, target = test[0]
+    coco = json.loads((tiny_world / "annotations/instances_test.json").read_text())
+    anns = [a for a in coco["annotations"] if a["image_id"] == target["image_id"]]
+    want = sorted([a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns)
+    torch.testing.assert_close(torch.tensor(sorted(target["boxes"].tolist())), torch.tensor(want))
+    assert image.shape[0] == 3 and 0 <= image.min() and image.max() <= 1
+
+
+def _coco_dir(tiny_world, tmp_path, edit):
+    root = tmp_path / "coco"
+    shutil.copytree(tiny_world / "images", root / "images")
+    data = json.loads((tiny_world / "annotations/instances_val.json").read_text())
+    edit(data)
+    (root / "ann.json").write_text(json.dumps(data))
+    return root
+
+
+def test_coco_bad_input_names_the_problem(tiny_world, tmp_path):
+    def unknown_cat(d):
+        d["annotations"][0]["category_id"] = 99
+
+    def flat_box(d):
+        d["annotations"][1]["bbox"][3] = 0
+
+    root = _coco_dir(tiny_world, tmp_path, unknown_cat)
+    with pytest.raises(ValueError, match="unknown category_id 99"):
+        CocoDetection(root, root / "ann.json")
+    root = _coco_dir(tiny_world, tmp_path / "b", flat_box)
+    with pytest.raises(ValueError, match=r"annotation \d+ .* height 0"):
+        CocoDetection(root, root / "ann.json")
+    root = _coco_dir(tiny_world, tmp_path / "c", lambda d: None)
+    with pytest.raises(ValueError, match=r"\['zebra'\] are not categories"):
+        CocoDetection(root, root / "ann.json", ["circle", "zebra"])
+    ds = CocoDetection(root, root / "ann.json")
+    name = ds.coco.imgs[ds.ids[0]]["file_name"]
+    (root / name).unlink()
+    with pytest.raises(FileNotFoundError, match=name.split("/")[-1]):
+        ds[0]
+    (root / name).write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image"):
+        ds[0]
+    with pytest.raises(ValueError, match="proposals do not match"):
+        CocoDetection(root, root / "ann.json", extras={"proposals": {ds.ids[0]: torch.zeros(0, 4)}})
+    with pytest.raises(ValueError, match="ov_coco split names classes absent"):
+        split_classes("ov_coco", root / "ann.json")
+
+
+def test_empty_images_kept_and_crowd_only_in_evaluation(tiny_world, tmp_path):
+    def edit(d):
+        first = d["images"][0]["id"]
+        d["annotations"] = [a for a in d["annotations"] if a["image_id"] != first]
+        d["annotations"][0]["iscrowd"] = 1
+
+    root = _coco_dir(tiny_world, tmp_path, edit)
+    data = json.loads((root / "ann.json").read_text())
+    crowd_image = data["annotations"][0]["image_id"]
+    train = CocoDetection(root, root / "ann.json", train=True)
+    evaluation = CocoDetection(root, root / "ann.json")
+    assert len(train) == len(data["images"])
+    assert len(train.target(data["images"][0]["id"])["boxes"]) == 0
+    assert len(evaluation.target(crowd_image)["boxes"]) == len(train.target(crowd_image)["boxes"]) + 1
+    assert evaluation.target(crowd_image)["iscrowd"].sum() == 1
+
+
+def test_ov_coco_split_reference_lists(tmp_path):
+    assert len(OV_COCO_BASE) == 48 and len(OV_COCO_NOVEL) == 17 and not set(OV_COCO_BASE) & set(OV_COCO_NOVEL)
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(list(OV_COCO_NOVEL) + list(OV_COCO_BASE) + ["hair drier"])]
+    (tmp_path / "a.json").write_text(json.dumps({"images": [], "annotations": [], "categories": cats}))
+    names, novel = split_classes("ov_coco", tmp_path / "a.json")
+    assert len(names) == 65 and "hair drier" not in names and novel == list(OV_COCO_NOVEL)
+    lvis = [{"id": 3, "name": "a", "frequency": "r"}, {"id": 1, "name": "b", "frequency": "f"}, {"id": 2, "name": "c", "frequency": "c"}]
+    (tmp_path / "l.json").write_text(json.dumps({"images": [], "annotations": [], "categories": lvis}))
+    assert split_classes("lvis", tmp_path / "l.json") == (["b", "c", "a"], ["a"])
+    dm = CocoDetDataModule(str(tmp_path), "l.json", "l.json", split="lvis")
+    assert dm.base == ["b", "c"]
+    with pytest.raises(ValueError, match="novel classes \\['z'\\]"):
+        CocoDetDataModule(str(tmp_path), "l.json", "l.json", class_names=["a", "b"], novel=["z"])
+
+
+def test_proposals_round_trip_and_teacher_regions(tiny_world, teacher, tmp_path):
+    det = tiny_detector()
+    ds = WorldDetDataModule(str(tiny_world)).dataset("train")
+    props = compute_proposals(det, ds, top_n=5, teacher=teacher, batch_size=4)
+    path = save_proposals(props, tmp_path / "p.pt")
+    loaded = load_proposals(path)
+    assert sorted(loaded["proposals"]) == sorted(ds.ids)
+    i = ds.ids[2]
+    boxes = loaded["proposals"][i]
+    assert 0 < len(boxes) <= 5
+    image, _ = ds[2]
+    want = teacher.encode_regions(image[None], [boxes])
+    torch.testing.assert_close(loaded["teacher_regions"][i], want, atol=2e-3, rtol=0)  # stored as fp16
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot read proposals file .*junk.pt"):
+        load_proposals(tmp_path / "junk.pt")
+
+
+def test_select_pseudo_boxes_rules():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [30, 30, 40, 40], [50, 50, 60, 60], [0, 30, 10, 40]])
+    scores = torch.tensor([0.9, 0.8, 0.95, 0.3, 0.7])
+    labels = torch.tensor([2, 2, 1, 2, 2])
+    gold = torch.tensor([[0.0, 30, 10, 40]])
+    b, s, lab = select_pseudo_boxes(boxes, scores, labels, [2], gold, score_threshold=0.5, top_k=5, nms_iou=0.5)
+    # box 1 suppressed by box 0 (NMS), box 2 is a base class, box 3 below threshold, box 4 is a gold box
+    assert b.tolist() == [[0.0, 0, 10, 10]] and lab.tolist() == [2] and s.tolist() == pytest.approx([0.9])
+
+
+def test_pseudo_labels_file_round_trip_and_errors(tmp_path):
+    coco = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 4, "name": "star"}],
+            "annotations": [{"id": 1, "image_id": 2, "category_id": 4, "bbox": [1, 2, 3, 4], "score": 0.9}]}
+    (tmp_path / "p.json").write_text(json.dumps(coco))
+    got = load_pseudo_labels(tmp_path / "p.json", ["circle", "star"], {1, 2})
+    assert got[2][0].tolist() == [[1, 2, 4, 6]] and got[2][1].tolist() == [1]
+    with pytest.raises(ValueError, match="image_id 2"):
+        load_pseudo_labels(tmp_path / "p.json", ["circle", "star"], {1})
+    with pytest.raises(ValueError, match="'star'"):
+        load_pseudo_labels(tmp_path / "p.json", ["circle"], {1, 2})
+
+
+def test_modules_map_labels_and_check_dimensions(teacher):
+    names = ["a", "b", "c", "d"]
+    m = ViLD(teacher, tiny_detector(), class_names=names, novel=["b", "d"])
+    assert m.base_ids == [0, 2] and m.novel_ids == [1, 3]
+    t = [{"boxes": torch.zeros(2, 4), "labels": torch.tensor([2, 0]), "image_id": 7}]
+    assert m.train_targets(t)[0]["labels"].tolist() == [2, 1]
+    with pytest.raises(ValueError, match=r"image 7: .*\['b'\]"):
+        m.train_targets([{**t[0], "labels": torch.tensor([1])}])
+    p = PseudoBoxDetector(teacher, tiny_detector(), class_names=names, novel=["b", "d"])
+    assert p.train_targets([{**t[0], "labels": torch.tensor([1, 3])}])[0]["labels"].tolist() == [2, 4]
+    with pytest.raises(ValueError, match="embed_dim=16 but teacher"):
+        BaseOnlyDetector(teacher, RegionEmbeddingDetector(16, "resnet18", fpn_channels=8, representation_size=8), class_names=names)
+    with pytest.raises(ValueError, match="novel classes \\['x'\\]"):
+        ViLD(teacher, tiny_detector(), class_names=names, novel=["x"])
+    with pytest.raises(ValueError, match="image_head=True"):
+        ViLD(teacher, tiny_detector(), class_names=names, novel=["b"], image_weight=1.0, ensemble=True)
