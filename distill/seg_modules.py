@@ -55,6 +55,7 @@ class OpenVocabSegModule(L.LightningModule):
         teacher_size: tuple[int, int] | None = None,
         teacher_stride: int | None = None,
         teacher_mode: str = "maskclip",
+        encoder_lr: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
@@ -156,8 +157,16 @@ class OpenVocabSegModule(L.LightningModule):
         self._log_metric(self.test_metric, "test")
 
     def configure_optimizers(self):
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """AdamW; a pre-trained encoder (``student.net.encoder``) may get its own ``encoder_lr`` (LSeg uses a
+        lower backbone rate)."""
+        hp = self.hparams
+        trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
+        if hp.encoder_lr is None:
+            return torch.optim.AdamW([p for _, p in trainable], lr=hp.lr, weight_decay=hp.weight_decay)
+        enc = [p for n, p in trainable if n.startswith("net.encoder.")]
+        rest = [p for n, p in trainable if not n.startswith("net.encoder.")]
+        groups = [{"params": rest}, {"params": enc, "lr": hp.encoder_lr}]
+        return torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
 
     # ------------------------------------------------------------------ training
     def seen_loss(self, batch: dict) -> tuple[Tensor, Tensor]:

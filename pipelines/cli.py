@@ -9,10 +9,13 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
-# command -> (module, short help); each module exposes ``main(argv: list[str]) -> int``.
+# command -> ("module" or "module:function", short help); the function (default ``main``) takes argv.
 PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "run the whole mission offline on the synthetic world and print a results table"),
+    "proposals": ("pipelines.det_cmd:main_proposals", "store a base-trained RPN's proposals + teacher region embeddings (ViLD-image)"),
+    "pseudo-label": ("pipelines.det_cmd:main_pseudo", "write novel-class pseudo boxes (teacher or detector labeller) as COCO JSON"),
     "pretrain-teacher": ("pipelines.teacher_cmd", "contrastively pre-train the embedded teacher on captioned world scenes"),
+    "teacher-trunk": ("pipelines.teacher_cmd:main_trunk", "export the embedded teacher's image trunk as student backbone weights"),
     "world": ("pipelines.world_cmd", "generate the synthetic open-vocabulary world (images, masks, boxes, captions)"),
 }
 
@@ -52,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in PROJECT_COMMANDS:
-        module = import_module(PROJECT_COMMANDS[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
+        module_name, _, function = PROJECT_COMMANDS[argv[0]][0].partition(":")
+        return int(getattr(import_module(module_name), function or "main")(argv[1:]) or 0)
     # LightningCLI reads sys.argv itself when run from the shell (and warns if given both).
     lightning_cli(None if from_shell else argv)
     return 0

@@ -41,22 +41,38 @@ def _coco(dataset, class_names: list[str], novel: list[str], found: list, labell
 def teacher_pseudo_labels(
     teacher, proposer, dataset, class_names: list[str], novel: list[str], templates="simple", top_proposals: int = 100,
     score_threshold: float = 0.5, top_k: int = 5, nms_iou: float = 0.5, gold_iou: float = 0.5, scale: float = 100.0,
-    batch_size: int = 16, progress=None,
+    batch_size: int = 16, progress=None, proposals: dict | None = None,
 ) -> dict:
-    """The teacher classifies the proposer's proposals (1× + 1.5× crops) over all class names."""
-    proposer.eval()
+    """The teacher classifies the proposer's proposals (1x + 1.5x crops) over all class names.
+
+    ``proposals``: a loaded proposals table (``load_proposals``) with ``teacher_regions``; its stored
+    boxes, objectness and teacher embeddings are reused instead of running the proposer and the teacher.
+    """
     text = teacher.encode_text(class_names, templates)
     target = [class_names.index(c) for c in novel]
+    settings = {"score_threshold": score_threshold, "top_k": top_k, "nms_iou": nms_iou, "gold_iou": gold_iou, "scale": scale}
     found = []
+
+    def select(image_id, boxes, objectness, emb, gold):
+        scores, labels = teacher_box_scores(emb.to(text), text, objectness.to(text), scale)
+        found.append((image_id, *select_pseudo_boxes(boxes, scores, labels, target, gold, score_threshold, top_k, nms_iou, gold_iou)))
+
+    if proposals is not None:
+        if "teacher_regions" not in proposals:
+            raise ValueError("the proposals table has no teacher_regions: compute it with a teacher")
+        for image_id in dataset.ids:
+            n = top_proposals
+            select(image_id, proposals["proposals"][image_id][:n], proposals["objectness"][image_id][:n],
+                   proposals["teacher_regions"][image_id][:n], dataset.target(image_id)["boxes"])
+        return _coco(dataset, class_names, novel, found, getattr(teacher, "name", "teacher"), settings)
+    proposer.eval()
     for images, targets in _batches(dataset, batch_size, progress):
         boxes, objectness = proposer.propose(images)
         boxes = [b[:top_proposals] for b in boxes]
         emb = teacher_region_embeddings(teacher, images, boxes).split([len(b) for b in boxes])
         for b, o, e, t in zip(boxes, objectness, emb, targets):
-            scores, labels = teacher_box_scores(e, text, o[:top_proposals], scale)
-            found.append((t["image_id"], *select_pseudo_boxes(b, scores, labels, target, t["boxes"], score_threshold, top_k, nms_iou, gold_iou)))
-    settings = {"score_threshold": score_threshold, "top_k": top_k, "nms_iou": nms_iou, "gold_iou": gold_iou, "scale": scale}
-    return _coco(dataset, class_names, novel, [(i, b, s, lab) for i, b, s, lab in found], getattr(teacher, "name", "teacher"), settings)
+            select(t["image_id"], b, o[:top_proposals], e, t["boxes"])
+    return _coco(dataset, class_names, novel, found, getattr(teacher, "name", "teacher"), settings)
 
 
 @torch.no_grad()

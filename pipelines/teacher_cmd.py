@@ -100,3 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in acc["per_class"].items():
         print(f"  {name:<10} {value:5.1f}%")
     return 0
+
+
+def main_trunk(argv: list[str] | None = None) -> int:
+    """``ovdistill teacher-trunk --out FILE``: the embedded teacher's image trunk as student initial weights."""
+    from pipelines.embedded_teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
+
+    parser = argparse.ArgumentParser(prog="ovdistill teacher-trunk", description=main_trunk.__doc__)
+    parser.add_argument("--out", required=True, help="weights file to write")
+    parser.add_argument("--layout", choices=("smp", "timm"), default="smp",
+                        help="smp: PixelEmbeddingSegmenter(encoder_name='tu-resnet10t'); timm: RegionEmbeddingDetector(backbone='timm:resnet10t')")
+    parser.add_argument("--teacher", default=None, help="a pretrain-teacher output directory (default: the shipped teacher)")
+    args = parser.parse_args(argv)
+    teacher, _ = load_teacher_dir(args.teacher) if args.teacher else load_shipped_teacher()
+    print(f"wrote {save_trunk_weights(teacher, args.out, args.layout)}")
+    return 0

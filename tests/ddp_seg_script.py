@@ -1,7 +1,6 @@
 """Run by tests/test_seg_ddp.py in a fresh process: fit + validate an LSeg+distill module under 2-process DDP."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -11,6 +10,7 @@ warnings.filterwarnings("ignore")
 
 import lightning as L  # noqa: E402
 from conftest import TINY_RN, make_teacher, tiny_segmenter  # noqa: E402
+from ddp_harness import fit_validate_save  # noqa: E402
 
 from distill.seg_modules import LSegDenseDistill  # noqa: E402
 from pipelines.data.seg_datamodule import WorldSegDataModule  # noqa: E402
@@ -20,18 +20,7 @@ def main(world: str, out: str, devices: int) -> None:
     L.seed_everything(0)
     teacher = make_teacher("ddp-rn", TINY_RN)
     module = LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim), teacher_stride=8, lr=1e-2)
-    dm = WorldSegDataModule(world, batch_size=4, eval_batch_size=2)
-    trainer = L.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=3,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(module, dm)
-    metrics = trainer.validate(module, dm, verbose=False)[0]
-    trainer.save_checkpoint(os.path.join(out, "model.ckpt"))
-    if trainer.global_rank == 0:
-        with open(os.path.join(out, "metrics.json"), "w") as fh:
-            json.dump({"metrics": metrics, "world_size": trainer.world_size}, fh)
+    fit_validate_save(module, WorldSegDataModule(world, batch_size=4, eval_batch_size=2), out, devices)
 
 
 if __name__ == "__main__":

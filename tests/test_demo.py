@@ -18,7 +18,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
         capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("[world]", "[teacher] pre-training stage checked", "[teacher] shipped", "[segmentation]"):
+    for stage in ("[world]", "[teacher] pre-training stage checked", "[teacher] shipped", "[segmentation]", "[detection]"):
         assert stage in proc.stdout, stage
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     seg = next(rows for title, rows in results["sections"].items() if title.startswith("Segmentation"))
@@ -26,6 +26,15 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert methods[0].startswith("MaskCLIP") and any("MaskCLIP+" in m for m in methods) and len(methods) == 4
     for row in seg:
         assert 0.0 <= row["mIoU_seen"] <= 100.0 and not math.isnan(row["mIoU_seen"])
+    det = next(rows for title, rows in results["sections"].items() if title.startswith("Detection"))
+    assert [r["method"].split(" (")[0] for r in det] == [
+        "teacher on proposals", "base-only detector", "ViLD-text", "ViLD", "ViLD-ensemble", "pseudo-box self-training"
+    ]
+    for row in det:
+        assert 0.0 <= row["AP50"] <= 100.0 and not math.isnan(row["AP50"])
+    assert next(r for r in det if r["method"].startswith("base-only"))["AP50_novel"] == 0.0
+    pseudo = json.loads((tmp_path / "out" / "detection" / "pseudo_labels_train.json").read_text())
+    assert {c["name"] for c in pseudo["categories"]} == {"star", "heart", "ring"}
     assert "| method |" in (tmp_path / "out" / "results.md").read_text()
     sheets = sorted(p.name for p in (tmp_path / "out" / "overlays").glob("*.png"))
     assert len(sheets) == 4, sheets

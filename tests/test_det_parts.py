@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_RN, make_teacher
+from torchvision.ops import box_iou
 
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, ViLD
 from distill.pseudo_boxes import select_pseudo_boxes
@@ -266,3 +267,39 @@ def test_modules_map_labels_and_check_dimensions(teacher):
         ViLD(teacher, tiny_detector(), class_names=names, novel=["x"])
     with pytest.raises(ValueError, match="image_head=True"):
         ViLD(teacher, tiny_detector(), class_names=names, novel=["b"], image_weight=1.0, ensemble=True)
+
+
+def test_detector_pseudo_labels_round_two(tiny_world, tmp_path):
+    """A trained detector as labeller: only novel classes, gold base boxes respected, a valid COCO JSON."""
+    from pipelines.pseudo_label import detector_pseudo_labels, save_pseudo_labels
+
+    ds = WorldDetDataModule(str(tiny_world)).dataset("train")
+    names = ds.class_names
+    novel = ["star", "heart"]
+
+    class Labeller:
+        class_names, novel_names = names, novel
+        novel_ids = [names.index(c) for c in novel]
+        device = torch.device("cpu")
+
+        def eval(self):
+            return self
+
+        def detect(self, images):
+            box = torch.tensor([[1.0, 1, 20, 20], [30, 30, 50, 50], [2, 2, 21, 21]])
+            return [{"boxes": box, "scores": torch.tensor([0.9, 0.8, 0.7]),
+                     "labels": torch.tensor([names.index("star"), names.index("circle"), names.index("heart")])} for _ in images]
+
+    coco = detector_pseudo_labels(Labeller(), ds, score_threshold=0.5, top_k=5)
+    path = save_pseudo_labels(coco, tmp_path / "round2.json")
+    assert {c["name"] for c in coco["categories"]} == set(novel)
+    for image_id in ds.ids:
+        anns = [a for a in coco["annotations"] if a["image_id"] == image_id]
+        gold = ds.target(image_id)["boxes"]
+        want = []
+        for box, cls in (([1.0, 1, 20, 20], "star"), ([2.0, 2, 21, 21], "heart")):  # circle is a base class
+            if not len(gold) or float(box_iou(torch.tensor([box]), gold).max()) < 0.5:  # gold base boxes win
+                want.append(names.index(cls))
+        assert [a["category_id"] - 1 for a in anns] == want
+    loaded = load_pseudo_labels(path, names, set(ds.ids))
+    assert sum(len(v[1]) for v in loaded.values()) == len(coco["annotations"])

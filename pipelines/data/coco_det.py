@@ -52,6 +52,16 @@ def resolve_classes(coco: COCO, class_names: list[str] | None, path: str | Path)
     return list(class_names)
 
 
+def image_file(info: dict) -> str:
+    """The image's path under the image root: ``file_name``, or for LVIS (which only gives ``coco_url``)
+    the URL's last two parts, e.g. ``val2017/000000397133.jpg``."""
+    if "file_name" in info:
+        return info["file_name"]
+    if "coco_url" in info:
+        return "/".join(info["coco_url"].split("/")[-2:])
+    raise ValueError(f"image {info.get('id')} has neither 'file_name' nor 'coco_url'")
+
+
 def read_image(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -122,10 +132,10 @@ class CocoDetection(Dataset):
     def __getitem__(self, i: int):
         image_id = self.ids[i]
         info = self.coco.imgs[image_id]
-        image = read_image(self.image_root / info["file_name"])
+        image = read_image(self.image_root / image_file(info))
         if "height" in info and "width" in info and info["height"] and tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise ValueError(
-                f"image {self.image_root / info['file_name']} is {tuple(image.shape[-2:])} but {self.ann_file} says "
+                f"image {self.image_root / image_file(info)} is {tuple(image.shape[-2:])} but {self.ann_file} says "
                 f"{(info['height'], info['width'])}"
             )
         target = self.target(image_id)
