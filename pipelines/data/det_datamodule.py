@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import torch
@@ -62,6 +63,13 @@ class CocoDetDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        # explicit copy: under a subclass (WorldDetDataModule) save_hyperparameters records the subclass's
+        # arguments, not these
+        self.cfg = SimpleNamespace(
+            train_ann=train_ann, val_ann=val_ann, test_ann=test_ann, train_images=train_images, val_images=val_images,
+            test_images=test_images, proposals=proposals, pseudo_labels=pseudo_labels, batch_size=batch_size,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, flip=flip,
+        )
         self.root = Path(root)
         if split is not None:
             names, default_novel = split_classes(split, self.root / train_ann)
@@ -81,7 +89,7 @@ class CocoDetDataModule(L.LightningDataModule):
         self.base = [c for c in self.class_names if c not in novel]
 
     def dataset(self, split: str) -> CocoDetection:
-        hp = self.hparams
+        hp = self.cfg
         if split == "train":
             extras = load_proposals(self.root / hp.proposals) if hp.proposals else None
             ds = CocoDetection(self.root / hp.train_images, self.root / hp.train_ann, self.class_names, self.novel, train=True, extras=extras, flip=hp.flip)
@@ -92,20 +100,20 @@ class CocoDetDataModule(L.LightningDataModule):
         return CocoDetection(self.root / images, self.root / ann, self.class_names)
 
     def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
-        hp = self.hparams
+        hp = self.cfg
         return DataLoader(
             ds, batch_size=batch_size, shuffle=shuffle, num_workers=hp.num_workers, collate_fn=detection_collate,
             drop_last=shuffle, persistent_workers=hp.num_workers > 0,
         )
 
     def train_dataloader(self):
-        return self._loader(self.dataset("train"), self.hparams.batch_size, True)
+        return self._loader(self.dataset("train"), self.cfg.batch_size, True)
 
     def val_dataloader(self):
-        return self._loader(self.dataset("val"), self.hparams.eval_batch_size, False)
+        return self._loader(self.dataset("val"), self.cfg.eval_batch_size, False)
 
     def test_dataloader(self):
-        return self._loader(self.dataset("test"), self.hparams.eval_batch_size, False)
+        return self._loader(self.dataset("test"), self.cfg.eval_batch_size, False)
 
     def predict_dataloader(self):
         return self.test_dataloader()
@@ -116,8 +124,11 @@ class WorldDetDataModule(CocoDetDataModule):
 
     def __init__(self, world: str, batch_size: int = 16, eval_batch_size: int = 32, num_workers: int = 0, **kwargs):
         split = json.loads((Path(world) / "split.json").read_text())
-        kwargs.setdefault("class_names", list(split["classes"]))
-        kwargs.setdefault("novel", list(split["novel"]))
+        # LightningCLI passes every parent argument, None included: fill those from the world's split
+        if kwargs.get("class_names") is None:
+            kwargs["class_names"] = list(split["classes"])
+        if kwargs.get("novel") is None:
+            kwargs["novel"] = list(split["novel"])
         super().__init__(
             world, "annotations/instances_train.json", "annotations/instances_val.json", "annotations/instances_test.json",
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, **kwargs,
