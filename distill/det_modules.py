@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,23 +18,13 @@ from torchvision.ops import batched_nms
 
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
+from .teacher_student import TeacherStudentModule, check_vocabulary
 
 
-def check_det_vocabulary(class_names: list[str], novel: list[str]) -> None:
-    if not class_names:
-        raise ValueError("class_names is empty: give the detection vocabulary (index = label id)")
-    dup = sorted({c for c in class_names if class_names.count(c) > 1})
-    if dup:
-        raise ValueError(f"class_names repeats {dup}")
-    missing = [c for c in novel if c not in class_names]
-    if missing:
-        raise ValueError(f"novel classes {missing} are not in class_names")
-    if len(set(novel)) >= len(class_names):
-        raise ValueError("every class is novel: at least one base class is needed")
-
-
-class OpenVocabDetModule(L.LightningModule):
+class OpenVocabDetModule(TeacherStudentModule):
     """Vocabulary, text embeddings, evaluation; subclasses define ``training_step`` (and the classifier)."""
+
+    held_out = "novel"
 
     def __init__(
         self,
@@ -52,21 +41,12 @@ class OpenVocabDetModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
-        self.teacher, self.student = teacher, student
-        if student is not None and getattr(student, "embed_dim", teacher.embed_dim) != teacher.embed_dim:
-            raise ValueError(
-                f"student embed_dim={student.embed_dim} but teacher {getattr(teacher, 'name', '')} emits "
-                f"{teacher.embed_dim}-d embeddings; set the student's embed_dim to {teacher.embed_dim}"
-            )
-        self.class_names = list(class_names) if class_names is not None else None
         self.novel_names = list(novel) if novel is not None else None
-        self.strict_loading = False  # checkpoints leave the frozen teacher out
-        if self.class_names is not None:
-            self._set_vocabulary(self.class_names, self.novel_names or [])
+        self._init_pair(teacher, student, class_names, novel)
 
     # ------------------------------------------------------------------ vocabulary
     def _set_vocabulary(self, class_names: list[str], novel: list[str]) -> None:
-        check_det_vocabulary(class_names, novel)
+        check_vocabulary(class_names, novel, "novel")
         self.class_names, self.novel_names = list(class_names), list(novel)
         self.novel_ids = [class_names.index(c) for c in novel]
         self.base_ids = [i for i in range(len(class_names)) if i not in self.novel_ids]
@@ -77,27 +57,17 @@ class OpenVocabDetModule(L.LightningModule):
         if self.lvis_metric is not None and self.lvis_metric.class_names != self.class_names:
             raise ValueError(f"class_names do not follow the categories of {hp.lvis_json} (sorted by id)")
 
+    def held_out_names(self) -> list[str]:
+        return self.novel_names
+
     def setup(self, stage: str) -> None:
-        if self.class_names is None:
-            dm = self.trainer.datamodule if self.trainer is not None else None
-            if dm is None or not hasattr(dm, "class_names"):
-                raise ValueError("class_names not given and the datamodule has no class_names")
-            self._set_vocabulary(list(dm.class_names), list(getattr(dm, "novel", [])))
+        self._vocabulary_from_datamodule()
         for m in (self.val_metric, self.test_metric, self.lvis_metric):
             if m is not None:
                 m.to(self.device)
         self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
         self.novel_mask = torch.zeros(len(self.class_names), dtype=torch.bool, device=self.device)
         self.novel_mask[self.novel_ids] = True
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
-        checkpoint["vocabulary"] = {"class_names": self.class_names, "novel": self.novel_names}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        vocab = checkpoint.get("vocabulary")
-        if vocab and self.class_names is None:
-            self._set_vocabulary(vocab["class_names"], vocab["novel"])
 
     # ------------------------------------------------------------------ training helpers
     def train_classes(self) -> list[int]:

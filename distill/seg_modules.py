@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,24 +16,10 @@ from torch import Tensor, nn
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+from .teacher_student import TeacherStudentModule, check_vocabulary
 
 
-def check_vocabulary(class_names: list[str], unseen: list[str]) -> None:
-    if not class_names:
-        raise ValueError("class_names is empty: give the dataset's class names (index = label id)")
-    dup = sorted({c for c in class_names if class_names.count(c) > 1})
-    if dup:
-        raise ValueError(f"class_names repeats {dup}")
-    missing = [c for c in unseen if c not in class_names]
-    if missing:
-        raise ValueError(f"unseen classes {missing} are not in class_names")
-    if len(set(unseen)) != len(unseen):
-        raise ValueError(f"unseen lists a class twice: {unseen}")
-    if len(unseen) >= len(class_names):
-        raise ValueError("every class is unseen: at least one seen class is needed")
-
-
-class OpenVocabSegModule(L.LightningModule):
+class OpenVocabSegModule(TeacherStudentModule):
     """Shared machinery: vocabulary, text embeddings, evaluation with ``OpenVocabMeanIoU``."""
 
     def __init__(
@@ -59,18 +44,8 @@ class OpenVocabSegModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
-        self.teacher = teacher
-        self.student = student
-        if student is not None and getattr(student, "embed_dim", teacher.embed_dim) != teacher.embed_dim:
-            raise ValueError(
-                f"student embed_dim={student.embed_dim} but teacher {getattr(teacher, 'name', '')} emits "
-                f"{teacher.embed_dim}-d embeddings; set the student's embed_dim to {teacher.embed_dim}"
-            )
-        self.class_names = list(class_names) if class_names is not None else None
         self.unseen_names = list(unseen) if unseen is not None else None
-        self.strict_loading = False  # checkpoints leave the frozen teacher out
-        if self.class_names is not None:
-            self._set_vocabulary(self.class_names, self.unseen_names or [])
+        self._init_pair(teacher, student, class_names, unseen)
 
     # ------------------------------------------------------------------ vocabulary
     def _set_vocabulary(self, class_names: list[str], unseen: list[str]) -> None:
@@ -82,24 +57,14 @@ class OpenVocabSegModule(L.LightningModule):
         self.val_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
         self.test_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
 
+    def held_out_names(self) -> list[str]:
+        return self.unseen_names
+
     def setup(self, stage: str) -> None:
-        if self.class_names is None:
-            dm = self.trainer.datamodule if self.trainer is not None else None
-            if dm is None or not hasattr(dm, "class_names"):
-                raise ValueError("class_names not given and the datamodule has no class_names")
-            self._set_vocabulary(list(dm.class_names), list(getattr(dm, "unseen", [])))
+        self._vocabulary_from_datamodule()
         self.val_metric.to(self.device)
         self.test_metric.to(self.device)
         self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
-        checkpoint["vocabulary"] = {"class_names": self.class_names, "unseen": self.unseen_names}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        vocab = checkpoint.get("vocabulary")
-        if vocab and self.class_names is None:
-            self._set_vocabulary(vocab["class_names"], vocab["unseen"])
 
     # ------------------------------------------------------------------ teacher seam
     def teacher_dense(self, batch: dict) -> Tensor:

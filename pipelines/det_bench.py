@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from pipelines.bench_trainer import bench_trainer, result_row
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.proposals import compute_proposals, load_proposals, save_proposals
@@ -37,15 +38,8 @@ def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_
     )
 
 
-def _trainer(steps: int, progress: bool) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-    )
-
-
 def _row(name: str, result: dict) -> dict:
-    return {"method": name, **{k: result[f"test/{k}"] for k in DET_COLUMNS[1:]}}
+    return result_row(name, result, DET_COLUMNS)
 
 
 def run_det_methods(
@@ -66,7 +60,7 @@ def run_det_methods(
 
     def fit_and_test(name, module, datamodule):
         L.seed_everything(seed, verbose=False)
-        trainer = _trainer(steps, progress)
+        trainer = bench_trainer(steps, progress)
         trainer.fit(module, datamodule)
         rows.append(_row(name, trainer.test(module, datamodule, verbose=False)[0]))
         modules[name] = module
@@ -81,7 +75,7 @@ def run_det_methods(
         proposer = vild_text.student
 
         baseline = TeacherOnProposals(teacher, proposer)
-        rows.insert(0, _row("teacher on proposals (CLIP-on-crops)", _trainer(1, progress).test(baseline, dm, verbose=False)[0]))
+        rows.insert(0, _row("teacher on proposals (CLIP-on-crops)", bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]))
         modules["teacher on proposals"] = baseline
 
         train_set = dm.dataset("train")

@@ -6,6 +6,7 @@ import warnings
 import lightning as L
 import torch
 
+from pipelines.bench_trainer import bench_trainer, result_row
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 from pipelines.data.seg_datamodule import WorldSegDataModule
 from students import PixelEmbeddingSegmenter
@@ -31,15 +32,8 @@ def world_student(embed_dim: int, seed: int, encoder: str = "tu-resnet10t", enco
     )
 
 
-def _trainer(steps: int, progress: bool) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-    )
-
-
 def _row(name: str, result: dict) -> dict:
-    return {"method": name, **{k: result[f"test/{k}"] for k in SEG_COLUMNS[1:]}}
+    return result_row(name, result, SEG_COLUMNS)
 
 
 def run_seg_methods(
@@ -57,7 +51,7 @@ def run_seg_methods(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*val_dataloader.*")
         baseline = MaskCLIP(teacher, **teacher_args)
-        result = _trainer(1, progress).test(baseline, dm, verbose=False)[0]
+        result = bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]
         rows.append(_row("MaskCLIP (teacher, training-free)", result))
         modules["MaskCLIP"] = baseline
         for name, cls, extra in SEG_METHODS:
@@ -65,7 +59,7 @@ def run_seg_methods(
             student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights)
             encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
             module = cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
-            trainer = _trainer(steps, progress)
+            trainer = bench_trainer(steps, progress)
             trainer.fit(module, dm)
             rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))
             modules[cls.__name__] = module
