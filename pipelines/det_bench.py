@@ -12,8 +12,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from pipelines.bench_trainer import bench_trainer, result_row
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
+from pipelines.bench_trainer import bench_trainer, result_row
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.proposals import compute_proposals, load_proposals, save_proposals
 from pipelines.pseudo_label import save_pseudo_labels, teacher_pseudo_labels

@@ -6,8 +6,8 @@ import warnings
 import lightning as L
 import torch
 
-from pipelines.bench_trainer import bench_trainer, result_row
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
+from pipelines.bench_trainer import bench_trainer, result_row
 from pipelines.data.seg_datamodule import WorldSegDataModule
 from students import PixelEmbeddingSegmenter
 
