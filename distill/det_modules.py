@@ -10,6 +10,7 @@ embeddings for ViLD-image come from ``target["teacher_regions"]`` (an offline pr
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +19,15 @@ from torchvision.ops import batched_nms
 
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
-from .teacher_student import TeacherStudentModule, check_vocabulary
+from .teacher_student import TeacherStudentModule
+from .vocabulary import Vocabulary
 
 
 class OpenVocabDetModule(TeacherStudentModule):
     """Vocabulary, text embeddings, evaluation; subclasses define ``training_step`` (and the classifier)."""
 
     held_out = "novel"
+    task = "detection"
 
     def __init__(
         self,
@@ -35,7 +38,7 @@ class OpenVocabDetModule(TeacherStudentModule):
         templates: str | list[str] = "simple",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        backend: str = "pycocotools",
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         max_detections: int = 100,
         lvis_json: str | None = None,
     ):
@@ -45,11 +48,12 @@ class OpenVocabDetModule(TeacherStudentModule):
         self._init_pair(teacher, student, class_names, novel)
 
     # ------------------------------------------------------------------ vocabulary
-    def _set_vocabulary(self, class_names: list[str], novel: list[str]) -> None:
-        check_vocabulary(class_names, novel, "novel")
-        self.class_names, self.novel_names = list(class_names), list(novel)
-        self.novel_ids = [class_names.index(c) for c in novel]
-        self.base_ids = [i for i in range(len(class_names)) if i not in self.novel_ids]
+    def _set_vocabulary(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        class_names = list(vocabulary.names)
+        self.class_names, self.novel_names = class_names, list(vocabulary.held_out)
+        self.novel_ids = vocabulary.held_out_ids
+        self.base_ids = vocabulary.seen_ids
         hp = self.hparams
         self.val_metric = OpenVocabDetectionAP(class_names, self.novel_ids, hp.backend, hp.max_detections)
         self.test_metric = OpenVocabDetectionAP(class_names, self.novel_ids, hp.backend, hp.max_detections)
@@ -57,17 +61,15 @@ class OpenVocabDetModule(TeacherStudentModule):
         if self.lvis_metric is not None and self.lvis_metric.class_names != self.class_names:
             raise ValueError(f"class_names do not follow the categories of {hp.lvis_json} (sorted by id)")
 
-    def held_out_names(self) -> list[str]:
-        return self.novel_names
-
     def setup(self, stage: str) -> None:
         self._vocabulary_from_datamodule()
         for m in (self.val_metric, self.test_metric, self.lvis_metric):
             if m is not None:
                 m.to(self.device)
-        self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
-        self.novel_mask = torch.zeros(len(self.class_names), dtype=torch.bool, device=self.device)
-        self.novel_mask[self.novel_ids] = True
+        self.set_buffer("text", self.teacher.encode_text(self.class_names, self.hparams.templates))
+        novel_mask = torch.zeros(len(self.class_names), dtype=torch.bool)
+        novel_mask[self.novel_ids] = True
+        self.set_buffer("novel_mask", novel_mask)
 
     # ------------------------------------------------------------------ training helpers
     def train_classes(self) -> list[int]:
@@ -138,6 +140,19 @@ class OpenVocabDetModule(TeacherStudentModule):
         self._log_metric(self.test_metric, "test")
 
 
+def check_region_teacher(meta: dict, teacher) -> None:
+    """Stored teacher region embeddings must come from this run's teacher (same name, weights and dim)."""
+    if not meta or meta.get("teacher_dim") is None:
+        return
+    name = getattr(teacher, "name", "")
+    if meta.get("teacher") != name or meta["teacher_dim"] != teacher.embed_dim:
+        raise ValueError(
+            f"proposals file {meta.get('path')} holds {meta['teacher_dim']}-d region embeddings of teacher "
+            f"{meta.get('teacher')!r}, but this run distils teacher {name!r} ({teacher.embed_dim}-d); recompute it with "
+            "`ovdistill proposals` and this config's teacher"
+        )
+
+
 class ViLD(OpenVocabDetModule):
     """ViLD: text loss over base classes + background (τ in the student), optional ViLD-image L1 loss.
 
@@ -161,6 +176,11 @@ class ViLD(OpenVocabDetModule):
     def scoring_kwargs(self) -> dict:
         hp = self.hparams
         return {"novel_mask": self.novel_mask, "ensemble_lambda": hp.ensemble_lambda} if hp.ensemble else {}
+
+    def on_train_start(self) -> None:
+        # the training dataloader (and with it the proposals file) exists by now
+        if self.hparams.image_weight > 0:
+            check_region_teacher(getattr(self.trainer.datamodule, "proposals_meta", None), self.teacher)
 
     def image_targets(self, images: list[Tensor], targets: list[dict]) -> tuple[list[Tensor], Tensor]:
         n = self.hparams.image_regions
@@ -209,13 +229,13 @@ class BaseOnlyDetector(OpenVocabDetModule):
 
     def __init__(self, teacher: nn.Module, student: nn.Module, *args, **kwargs):
         super().__init__(teacher, student, *args, **kwargs)
-        self.class_embeddings: nn.Parameter | None = None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if self.class_embeddings is None:
-            g = torch.Generator().manual_seed(0)
-            self.class_embeddings = nn.Parameter(torch.randn(len(self.base_ids), self.teacher.embed_dim, generator=g).to(self.device))
+        if self.vocabulary is None:
+            raise ValueError(
+                "BaseOnlyDetector learns one embedding per base class and creates them at construction: give "
+                "class_names and novel (the datamodule's), e.g. model.init_args.class_names / novel in the config"
+            )
+        g = torch.Generator().manual_seed(0)
+        self.class_embeddings = nn.Parameter(torch.randn(len(self.base_ids), teacher.embed_dim, generator=g))
 
     def train_text(self) -> Tensor:
         return F.normalize(self.class_embeddings, dim=-1)

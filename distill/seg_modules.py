@@ -8,6 +8,7 @@ the datamodule (``class_names`` / ``unseen`` attributes). Teacher dense maps are
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +17,27 @@ from torch import Tensor, nn
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
-from .teacher_student import TeacherStudentModule, check_vocabulary
+from .teacher_student import TeacherStudentModule
+from .vocabulary import Vocabulary
+
+
+def check_dense_teacher(teacher: nn.Module, mode: str, method: str) -> None:
+    """Methods built on the teacher's dense path refuse, at construction, a tower that has none."""
+    modes = teacher.dense_modes() if hasattr(teacher, "dense_modes") else ()
+    if mode not in modes:
+        tower = type(getattr(getattr(teacher, "model", None), "visual", None)).__name__
+        raise NotImplementedError(
+            f"{method} distils the teacher's dense (MaskCLIP) map with teacher_mode={mode!r}, but teacher "
+            f"{getattr(teacher, 'name', '?')} (vision tower {tower}) offers {list(modes) or 'no dense mode'}: the value path "
+            "is defined for open_clip ViT / ModifiedResNet towers and timm CNNs with an average-pool head, not for "
+            "attention-pool (SigLIP MAP) heads or timm ViTs such as EVA02. Use LSeg with this teacher, or a CLIP ViT/RN teacher"
+        )
 
 
 class OpenVocabSegModule(TeacherStudentModule):
     """Shared machinery: vocabulary, text embeddings, evaluation with ``OpenVocabMeanIoU``."""
+
+    uses_dense_teacher = False
 
     def __init__(
         self,
@@ -34,37 +51,37 @@ class OpenVocabSegModule(TeacherStudentModule):
         weight_decay: float = 1e-4,
         ignore_index: int = 255,
         background: str | None = "background",
-        inference: str = "whole",
+        inference: Literal["whole", "slide"] = "whole",
         crop: int = 512,
         stride: int = 341,
         teacher_size: tuple[int, int] | None = None,
         teacher_stride: int | None = None,
-        teacher_mode: str = "maskclip",
+        teacher_mode: Literal["maskclip", "value_only", "clearclip"] = "maskclip",
         encoder_lr: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
         self.unseen_names = list(unseen) if unseen is not None else None
         self._init_pair(teacher, student, class_names, unseen)
+        if self.uses_dense_teacher:
+            check_dense_teacher(teacher, teacher_mode, type(self).__name__)
 
     # ------------------------------------------------------------------ vocabulary
-    def _set_vocabulary(self, class_names: list[str], unseen: list[str]) -> None:
-        check_vocabulary(class_names, unseen)
-        self.class_names, self.unseen_names = list(class_names), list(unseen)
-        self.unseen_ids = [class_names.index(c) for c in unseen]
-        self.seen_ids = [i for i in range(len(class_names)) if i not in self.unseen_ids]
+    def _set_vocabulary(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = Vocabulary(vocabulary.names, vocabulary.held_out, self.hparams.ignore_index)
+        class_names = list(vocabulary.names)
+        self.class_names, self.unseen_names = class_names, list(vocabulary.held_out)
+        self.unseen_ids = self.vocabulary.held_out_ids
+        self.seen_ids = self.vocabulary.seen_ids
         self.background_index = class_names.index(self.hparams.background) if self.hparams.background in class_names else None
         self.val_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
         self.test_metric = OpenVocabMeanIoU(len(class_names), self.unseen_ids, self.hparams.ignore_index)
-
-    def held_out_names(self) -> list[str]:
-        return self.unseen_names
 
     def setup(self, stage: str) -> None:
         self._vocabulary_from_datamodule()
         self.val_metric.to(self.device)
         self.test_metric.to(self.device)
-        self.text = self.teacher.encode_text(self.class_names, self.hparams.templates).to(self.device)
+        self.set_buffer("text", self.teacher.encode_text(self.class_names, self.hparams.templates))
 
     # ------------------------------------------------------------------ teacher seam
     def teacher_dense(self, batch: dict) -> Tensor:
@@ -156,7 +173,9 @@ class LSeg(OpenVocabSegModule):
 class LSegDenseDistill(OpenVocabSegModule):
     """LSeg + distillation of the teacher's dense (MaskCLIP) features into the pixel embeddings."""
 
-    def __init__(self, *args, distill_weight: float = 1.0, distill_loss: str = "cosine", **kwargs):
+    uses_dense_teacher = True
+
+    def __init__(self, *args, distill_weight: float = 1.0, distill_loss: Literal["cosine", "l1"] = "cosine", **kwargs):
         super().__init__(*args, **kwargs)
         self.save_hyperparameters(ignore=["teacher", "student"])
 
@@ -171,7 +190,13 @@ class LSegDenseDistill(OpenVocabSegModule):
 class MaskCLIP(OpenVocabSegModule):
     """Training-free MaskCLIP: the teacher's dense logits are the prediction (baseline row)."""
 
-    def __init__(self, teacher: nn.Module, *args, denoise: float | None = None, smooth: bool = False, **kwargs):
+    uses_dense_teacher = True
+
+    def __init__(
+        self, teacher: nn.Module, student: nn.Module | None = None, *args, denoise: float | None = None, smooth: bool = False, **kwargs
+    ):
+        if student is not None:
+            raise ValueError("MaskCLIP is training-free and has no student: set student: null (configs/seg/method/maskclip.yaml does)")
         super().__init__(teacher, None, *args, **kwargs)
         self.save_hyperparameters(ignore=["teacher", "student"])
 
@@ -195,6 +220,8 @@ class MaskCLIPPlus(OpenVocabSegModule):
     teacher's. Plain cross-entropy over all classes.
     """
 
+    uses_dense_teacher = True
+
     def __init__(
         self, *args, transductive: bool = True, self_train_after: float = 0.1, pseudo_threshold: float = 0.0, **kwargs
     ):
@@ -202,7 +229,7 @@ class MaskCLIPPlus(OpenVocabSegModule):
         self.save_hyperparameters(ignore=["teacher", "student"])
 
     def self_training(self) -> bool:
-        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
+        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 0
         return bool(total) and self.global_step >= self.hparams.self_train_after * total
 
     def training_step(self, batch, batch_idx):

@@ -1,32 +1,34 @@
-"""What every method module shares: a frozen teacher, a student of the teacher's dimension, a vocabulary
-(class names + held-out classes) from the constructor, the datamodule or the checkpoint, and checkpoints
-that leave the teacher out."""
+"""What every method module shares: a frozen teacher, a student of the teacher's dimension, one
+``Vocabulary`` (from the constructor, the datamodule or the checkpoint, and checked against the others),
+and checkpoints that leave the teacher out but record which teacher and vocabulary they were trained with."""
 from __future__ import annotations
 
 import lightning as L
 from torch import nn
 
+from .vocabulary import Vocabulary
 
-def check_vocabulary(class_names: list[str], held_out: list[str], word: str = "unseen") -> None:
-    if not class_names:
-        raise ValueError("class_names is empty: give the dataset's class names (index = label id)")
-    dup = sorted({c for c in class_names if class_names.count(c) > 1})
-    if dup:
-        raise ValueError(f"class_names repeats {dup}")
-    missing = [c for c in held_out if c not in class_names]
-    if missing:
-        raise ValueError(f"{word} classes {missing} are not in class_names")
-    if len(set(held_out)) != len(held_out):
-        raise ValueError(f"{word} lists a class twice: {held_out}")
-    if len(held_out) >= len(class_names):
-        raise ValueError(f"every class is {word}: at least one seen class is needed")
+CHECKPOINT_KEY = "ovdistill"
+
+
+def datamodule_vocabulary(dm, held_out_attr: str) -> Vocabulary | None:
+    """The datamodule's ``vocabulary`` (or one built from its ``class_names`` + held-out list), if any."""
+    if dm is None:
+        return None
+    vocab = getattr(dm, "vocabulary", None)
+    if isinstance(vocab, Vocabulary):
+        return vocab
+    if getattr(dm, "class_names", None):
+        return Vocabulary(tuple(dm.class_names), tuple(getattr(dm, held_out_attr, None) or ()))
+    return None
 
 
 class TeacherStudentModule(L.LightningModule):
-    """Subclasses set ``held_out`` (the datamodule / checkpoint attribute naming held-out classes) and
-    implement ``_set_vocabulary(class_names, held_out)``."""
+    """Subclasses set ``held_out`` (the constructor / datamodule word for held-out classes), ``task``,
+    and implement ``_set_vocabulary(vocabulary)``."""
 
     held_out = "unseen"
+    task = "segmentation"
 
     def _init_pair(self, teacher: nn.Module, student: nn.Module | None, class_names, held_out) -> None:
         self.teacher, self.student = teacher, student
@@ -35,26 +37,75 @@ class TeacherStudentModule(L.LightningModule):
                 f"student embed_dim={student.embed_dim} but teacher {getattr(teacher, 'name', '')} emits "
                 f"{teacher.embed_dim}-d embeddings; set the student's embed_dim to {teacher.embed_dim}"
             )
-        self.class_names = list(class_names) if class_names is not None else None
-        self.strict_loading = False  # checkpoints leave the frozen teacher out
-        if self.class_names is not None:
-            self._set_vocabulary(self.class_names, list(held_out or []))
+        self.vocabulary: Vocabulary | None = None
+        self.class_names: list[str] | None = None
+        self._held_out_arg = list(held_out) if held_out is not None else None
+        if class_names is not None:
+            self._set_vocabulary(Vocabulary(tuple(class_names), tuple(held_out or ())))
 
     def _vocabulary_from_datamodule(self) -> None:
-        if self.class_names is None:
-            dm = self.trainer.datamodule if self.trainer is not None else None
-            if dm is None or not hasattr(dm, "class_names"):
-                raise ValueError("class_names not given and the datamodule has no class_names")
-            self._set_vocabulary(list(dm.class_names), list(getattr(dm, self.held_out, [])))
+        trainer = self._trainer  # None outside a Trainer (offline commands call setup themselves)
+        dm = trainer.datamodule if trainer is not None else None
+        theirs = datamodule_vocabulary(dm, self.held_out)
+        if self.vocabulary is None:
+            if theirs is None:
+                raise ValueError("class_names not given and the datamodule has no class_names / vocabulary")
+            if self._held_out_arg is not None and set(self._held_out_arg) != set(theirs.held_out):
+                raise ValueError(
+                    f"the model's {self.held_out} list {sorted(self._held_out_arg)} differs from the datamodule's "
+                    f"{sorted(theirs.held_out)}; give it in one place (the datamodule) or make them equal"
+                )
+            self._set_vocabulary(theirs)
+        elif theirs is not None:
+            self.vocabulary.check_matches(theirs, "the model's vocabulary", "the datamodule's")
+
+    def set_buffer(self, name: str, value) -> None:
+        """A derived tensor (text embeddings, masks) that follows the module across devices and is never
+        saved: Lightning's ``setup`` runs before the model is moved to its device."""
+        value = value.to(self.device)
+        if name in self._buffers:
+            self._buffers[name] = value
+        else:
+            self.register_buffer(name, value, persistent=False)
 
     def held_out_names(self) -> list[str]:
-        raise NotImplementedError
+        return list(self.vocabulary.held_out) if self.vocabulary is not None else []
 
+    # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
-        checkpoint["vocabulary"] = {"class_names": self.class_names, self.held_out: self.held_out_names()}
+        vocab = self.vocabulary.to_dict() if self.vocabulary is not None else None
+        checkpoint["vocabulary"] = vocab
+        checkpoint[CHECKPOINT_KEY] = {
+            "module": f"{type(self).__module__}.{type(self).__qualname__}",
+            "task": self.task,
+            "teacher": getattr(self.teacher, "name", type(self.teacher).__name__),
+            "embed_dim": int(self.teacher.embed_dim),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        record = checkpoint.get(CHECKPOINT_KEY)
+        if record is not None:
+            if record.get("task") != self.task:
+                raise ValueError(
+                    f"this checkpoint holds a {record.get('task')} model ({record.get('module')}); "
+                    f"{type(self).__name__} is a {self.task} method"
+                )
+            mine = getattr(self.teacher, "name", type(self.teacher).__name__)
+            if record.get("teacher") != mine:
+                raise ValueError(
+                    f"the checkpoint's student was distilled from teacher {record.get('teacher')!r} but this run's teacher "
+                    f"is {mine!r}; its embeddings live in another space. Use the training teacher (model_name + pretrained)"
+                )
         vocab = checkpoint.get("vocabulary")
-        if vocab and self.class_names is None:
-            self._set_vocabulary(vocab["class_names"], vocab[self.held_out])
+        if vocab:
+            theirs = Vocabulary.from_dict(vocab)
+            if self.vocabulary is None:
+                self._set_vocabulary(theirs)
+            else:
+                self.vocabulary.check_matches(theirs, "this run's vocabulary", "the checkpoint's")
+        # The teacher is rebuilt from the config and left out of checkpoints: supply exactly its keys so
+        # that everything else loads strictly (a missing student key is an error).
+        state = checkpoint["state_dict"]
+        for key, value in self.teacher.state_dict(prefix="teacher.").items():
+            state.setdefault(key, value)

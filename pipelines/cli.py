@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from pathlib import Path
 
 # command -> ("module" or "module:function", short help); the function (default ``main``) takes argv.
 PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,12 +33,91 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _nulls_to_none(node):
+    """``--a.b.c null`` on the command line reaches nested ``init_args`` as the string ``'None'`` (jsonargparse);
+    a command-line null always means None here."""
+    from jsonargparse import Namespace
+
+    if isinstance(node, Namespace):
+        for key in list(node.keys()):
+            value = node[key]
+            if isinstance(value, str) and value in ("None", "null"):
+                node[key] = None
+            elif isinstance(value, (Namespace, list)):
+                _nulls_to_none(value)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, str) and value in ("None", "null"):
+                node[i] = None
+            else:
+                _nulls_to_none(value)
+
+
+def root_cause(err: Exception) -> str | None:
+    """The first error jsonargparse collected under 'Does not validate against any of the Union subtypes'."""
+    text = str(err)
+    if "Does not validate against any of the Union subtypes" not in text or "Errors:" not in text:
+        return None
+    for line in text.split("Errors:", 1)[1].splitlines():
+        line = line.strip()
+        if line.startswith("- ") and "Expected a <class 'NoneType'>" not in line and "Does not validate against" not in line:
+            return line[2:]
+    return None
+
+
+# Trainer options where an int counts batches and a float is a fraction; jsonargparse turns `1` into 1.0 (100%).
+COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "val_check_interval")
+
+
+def _integer_trainer_values(argv: list[str]) -> dict[str, int]:
+    """The count-or-fraction trainer options that the config files or the command line give as integers."""
+    import yaml
+
+    found: dict[str, int] = {}
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv) and Path(argv[i + 1]).is_file():
+            data = yaml.safe_load(Path(argv[i + 1]).read_text()) or {}
+            trainer = data.get("trainer") or {}
+            for key in COUNT_OR_FRACTION:
+                if key in trainer:
+                    value = trainer[key]
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        found[key] = value
+                    else:
+                        found.pop(key, None)
+        for key in COUNT_OR_FRACTION:
+            flag = f"--trainer.{key}"
+            value = arg.split("=", 1)[1] if arg.startswith(flag + "=") else (argv[i + 1] if arg == flag and i + 1 < len(argv) else None)
+            if value is not None:
+                if value.strip().isdigit():
+                    found[key] = int(value)
+                else:
+                    found.pop(key, None)
+    return found
+
+
 def lightning_cli(args: list[str] | None = None, run: bool = True):
     """Build the LightningCLI over any LightningModule / LightningDataModule named by ``class_path``."""
     from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-    return LightningCLI(
+    class OVDistillCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            _nulls_to_none(self.config)
+
+        def instantiate_classes(self) -> None:
+            try:
+                super().instantiate_classes()
+                # jsonargparse casts these to float (1 -> 100%); the Trainer reads the attributes at run time
+                for key, value in _integer_trainer_values(list(sys.argv[1:] if args is None else args)).items():
+                    setattr(self.trainer, key, value)
+            except ValueError as err:
+                cause = root_cause(err)
+                if cause is None:
+                    raise
+                raise ValueError(f"{cause}\n(while building the config's classes; jsonargparse's full report follows)\n{err}") from None
+
+    return OVDistillCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
@@ -45,7 +125,32 @@ def lightning_cli(args: list[str] | None = None, run: bool = True):
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
+        # the offline commands (run=False) predict; only a training run records its config
+        save_config_callback=SaveConfigCallback if run else None,
     )
+
+
+_OLD_DATA = {"voc": "voc20", "context59": "context59", "coco_stuff": "coco_stuff171", "ov_coco": "ov_coco", "ov_lvis": "ov_lvis"}
+
+
+def renamed_config(path: str) -> str | None:
+    """The composed ``-c`` files that replace a wave-1 single config such as ``configs/seg/lseg_voc.yaml``."""
+    import re
+
+    m = re.fullmatch(r"(?:.*/)?configs/(seg|det)/(\w+?)_(voc|context59|coco_stuff|world|ov_coco|ov_lvis)\.yaml", path)
+    if m is None:
+        return None
+    task, method, data = m.groups()
+    base = f"-c configs/{task}/world.yaml" if data == "world" else f"-c configs/{task}/real.yaml -c configs/{task}/data/{_OLD_DATA[data]}.yaml"
+    return f"{base} -c configs/{task}/method/{method}.yaml"
+
+
+def _check_config_paths(argv: list[str]) -> None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-c", "--config") and not Path(argv[i + 1]).is_file():
+            new = renamed_config(argv[i + 1])
+            hint = f"; configs are now composed: {new}" if new else ""
+            raise SystemExit(f"ovdistill: config file {argv[i + 1]} does not exist (in {Path.cwd()}){hint}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in PROJECT_COMMANDS:
         module_name, _, function = PROJECT_COMMANDS[argv[0]][0].partition(":")
         return int(getattr(import_module(module_name), function or "main")(argv[1:]) or 0)
+    _check_config_paths(argv)
     # LightningCLI reads sys.argv itself when run from the shell (and warns if given both).
     lightning_cli(None if from_shell else argv)
     return 0

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     start = time.time()
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    out = Path(args.out)
+    cache = (Path(args.cache_dir) if args.cache_dir else default_cache_dir()).expanduser().resolve()
+    out = Path(args.out).expanduser().resolve()  # every file below is handed on as an absolute path
     out.mkdir(parents=True, exist_ok=True)
 
     spec = demo_spec(args.quick, args.seed)

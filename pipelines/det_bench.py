@@ -15,8 +15,9 @@ import torch
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
 from pipelines.bench_trainer import bench_trainer, result_row
 from pipelines.data.det_datamodule import WorldDetDataModule
-from pipelines.proposals import compute_proposals, load_proposals, save_proposals
-from pipelines.pseudo_label import save_pseudo_labels, teacher_pseudo_labels
+from pipelines.data.proposals_file import load_proposals, save_proposals
+from pipelines.offline.proposals import compute_proposals
+from pipelines.offline.pseudo_labels import save_pseudo_labels, teacher_pseudo_labels
 from students import RegionEmbeddingDetector
 
 DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
@@ -53,7 +54,7 @@ def run_det_methods(
     calls partial crops of base shapes "heart"; measured on the test split, dropping proposals that touch
     a gold base box lifts pseudo-box precision from 30% to 58% at the same recall (27%).
     """
-    out = Path(out)
+    out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)
     dm = WorldDetDataModule(str(world), batch_size=batch_size)
     rows, modules = [], {}
@@ -70,7 +71,7 @@ def run_det_methods(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*val_dataloader.*")
         L.seed_everything(seed, verbose=False)
-        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), dm)
+        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), class_names=dm.class_names, novel=dm.novel, lr=lr), dm)
         vild_text = fit_and_test("ViLD-text", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), dm)
         proposer = vild_text.student
 

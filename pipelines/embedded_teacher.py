@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Literal
 
 from teachers import OpenCLIPTeacher
 
@@ -49,7 +50,7 @@ class EmbeddedTeacher(OpenCLIPTeacher):
         path: a directory exported by ``ovdistill pretrain-teacher``; ``None`` = the one shipped in the package.
     """
 
-    def __init__(self, path: str | None = None, precision: str = "fp32", device="cpu"):
+    def __init__(self, path: str | None = None, precision: Literal["fp32", "fp16", "bf16"] = "fp32", device="cpu"):
         pt, meta_path = (SHIPPED_PT, SHIPPED_JSON) if path is None else (Path(path) / TEACHER_PT, Path(path) / TEACHER_JSON)
         if not meta_path.is_file() or not pt.is_file():
             raise FileNotFoundError(f"no complete embedded teacher at {pt} / {meta_path}; run `ovdistill pretrain-teacher`")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +172,7 @@ class RegionEmbeddingDetector(FasterRCNN):
         backbone: str = "resnet50",
         weights: str | None = None,
         trainable_layers: int = 3,
-        norm: str = "auto",
+        norm: Literal["auto", "frozen", "bn"] = "auto",
         fpn_channels: int = 256,
         representation_size: int = 1024,
         anchor_sizes: list[int] | None = None,

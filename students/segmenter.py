@@ -13,6 +13,30 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def load_encoder_weights(encoder: nn.Module, path: str, encoder_name: str) -> None:
+    """A local state dict (torchvision / timm / smp layout; optionally under ``state_dict``) into an smp encoder.
+
+    smp encoders override ``load_state_dict`` (some return nothing, some reject ``strict``), so the plain
+    ``nn.Module`` loader is used and the key check done here: every encoder key must be present; extra keys
+    (a classifier head) are ignored.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"encoder_weights file not found: {path} (resolved in {os.path.abspath(os.path.dirname(path) or '.')})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    own = encoder.state_dict()
+    if not any(k in own for k in state) and all(k.startswith("model.") for k in own):
+        state = {f"model.{k}": v for k, v in state.items()}  # a plain timm state dict for a ``tu-`` encoder
+    missing, _ = nn.Module.load_state_dict(encoder, state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(
+            f"encoder_weights {path} lacks {len(missing)} of the {len(own)} tensors of encoder {encoder_name!r}, "
+            f"e.g. {missing[:3]}; is it a state dict of that architecture?"
+        )
+
+
 class SpatialRegBlock(nn.Module):
     """LSeg's spatial regularisation: one depthwise 3x3 filter pair shared by every class channel,
     so it works for any number of classes."""
@@ -62,17 +86,23 @@ class PixelEmbeddingSegmenter(nn.Module):
         smp_kwargs = dict(smp_kwargs or {}, encoder_depth=encoder_depth)
         if decoder_channels is not None:
             smp_kwargs["decoder_channels"] = tuple(decoder_channels)
-        local = encoder_weights is not None and (os.sep in encoder_weights or os.path.isfile(encoder_weights))
-        self.net = smp.create_model(
-            arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights, classes=embed_dim, **smp_kwargs
+        local = encoder_weights is not None and (
+            os.sep in encoder_weights or os.path.isfile(encoder_weights) or encoder_weights.endswith((".pt", ".pth", ".bin", ".safetensors"))
         )
+        try:
+            self.net = smp.create_model(
+                arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights, classes=embed_dim, **smp_kwargs
+            )
+        except (OSError, RuntimeError, ValueError) as err:
+            if encoder_weights is None or local:
+                raise
+            raise RuntimeError(
+                f"could not get smp weights {encoder_weights!r} for encoder {encoder_name!r} ({str(err).splitlines()[0][:160]}). "
+                "Without network, download the encoder's ImageNet state dict where there is network and set "
+                "encoder_weights to that local file (e.g. checkpoints/resnet101_imagenet.pth)"
+            ) from err
         if local:
-            if not os.path.isfile(encoder_weights):
-                raise FileNotFoundError(f"encoder_weights file not found: {encoder_weights}")
-            state = torch.load(encoder_weights, map_location="cpu", weights_only=True)
-            missing, unexpected = self.net.encoder.load_state_dict(state, strict=False)
-            if missing:
-                raise ValueError(f"encoder_weights {encoder_weights} lacks {len(missing)} keys of {encoder_name}, e.g. {missing[:3]}")
+            load_encoder_weights(self.net.encoder, encoder_weights, encoder_name)
         self.embed_dim = embed_dim
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -101,7 +131,17 @@ class PixelEmbeddingSegmenter(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,H,W]``."""
-        return F.normalize(self.net((images - self.mean) / self.std), dim=1)
+        try:
+            out = self.net((images - self.mean) / self.std)
+        except ValueError as err:
+            if "Expected more than 1 value per channel" not in str(err):
+                raise
+            raise ValueError(
+                f"a training batch of {images.shape[0]} image(s) per device reaches a BatchNorm over a 1x1 map "
+                "(DeepLabV3/V3+'s ASPP image pooling); BatchNorm needs at least 2 values per channel: use a batch size "
+                "of 2 or more per device (drop_last keeps every training batch full)"
+            ) from err
+        return F.normalize(out, dim=1)
 
     def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None) -> Tensor:
         """Logits ``[B,K,H,W]`` = scale * cos(pixel, class embedding), then the regularisation blocks."""

@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import open_clip
 import torch
@@ -57,6 +58,32 @@ def _weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+def _needs_quick_gelu(model_name: str, tag: str) -> bool:
+    """OpenAI's (and a few other) weights were trained with QuickGELU; open_clip's plain ``ViT-B-16`` /
+    ``RN50`` configs use GELU and only warn. Fix the known mismatch: build the tower with QuickGELU."""
+    tag_quick = bool(open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
+    model_quick = bool((open_clip.get_model_config(model_name) or {}).get("quick_gelu", False))
+    if tag_quick and not model_quick:
+        warnings.warn(
+            f"{model_name!r} weights {tag!r} were trained with QuickGELU: building the model with QuickGELU "
+            f"(name it {model_name + '-quickgelu'!r} to say so explicitly)",
+            stacklevel=4,
+        )
+        return True
+    return False
+
+
+def check_open_clip_layout(model: nn.Module, model_name: str) -> None:
+    """The dense paths index tokens batch-first; open_clip releases with sequence-first ViT blocks would
+    silently mix the images of a batch, so they are refused."""
+    transformer = getattr(getattr(model, "visual", None), "transformer", None)
+    if transformer is not None and not getattr(transformer, "batch_first", False):
+        raise RuntimeError(
+            f"open_clip_torch {open_clip.__version__} builds {model_name!r} with sequence-first transformer blocks; "
+            f"ovdistill needs batch-first blocks (open_clip_torch >= 3.0): pip install -U open_clip_torch"
+        )
+
+
 def _create(model_name: str, pretrained: str | None, precision: str, device) -> nn.Module:
     if model_name not in open_clip.list_models():
         known = ", ".join(open_clip.list_models()[:12])
@@ -73,8 +100,9 @@ def _create(model_name: str, pretrained: str | None, precision: str, device) -> 
         return open_clip.create_model(model_name, pretrained=None, precision=precision, device=device)
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if pretrained in tags:
+        quick = _needs_quick_gelu(model_name, pretrained)
         try:
-            return open_clip.create_model(model_name, pretrained=pretrained, precision=precision, device=device)
+            return open_clip.create_model(model_name, pretrained=pretrained, precision=precision, device=device, force_quick_gelu=quick)
         except RuntimeError as err:
             raise RuntimeError(
                 f"could not load open_clip weights {model_name!r}/{pretrained!r}: {err}. Tags are fetched from a "
@@ -119,7 +147,7 @@ class OpenCLIPTeacher(nn.Module):
         pretrained: str | None = None,
         *,
         model_cfg: dict | None = None,
-        precision: str = "fp32",
+        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
         device="cpu",
         region_chunk: int = 256,
     ):
@@ -147,6 +175,7 @@ class OpenCLIPTeacher(nn.Module):
         return teacher
 
     def _setup(self, model: nn.Module, model_name: str, pretrained, precision: str, region_chunk: int, tag: str):
+        check_open_clip_layout(model, model_name)
         model.requires_grad_(False)
         model.eval()
         self.model = model

@@ -1,11 +1,14 @@
-"""``ovdistill demo --quick`` end to end, as a user runs it (a fresh process, its own cache)."""
+"""``ovdistill demo --quick`` end to end, as the README has a user run it: the installed ``ovdistill``
+command, a fresh working directory, the default (relative) output directory, a cold cache."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,14 +16,14 @@ import pytest
 @pytest.mark.slow
 def test_demo_quick_runs_every_stage(tmp_path):
     env = {**os.environ, "OVDISTILL_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "demo", "--quick", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
-    )
+    exe = shutil.which("ovdistill") or str(Path(sys.executable).parent / "ovdistill")
+    assert Path(exe).is_file(), "the `ovdistill` console script is not installed (pip install -e .)"
+    proc = subprocess.run([exe, "demo", "--quick"], capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    out = tmp_path / "ovdistill-demo"  # the README's default output directory, relative to the cwd
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("[world]", "[teacher] pre-training stage checked", "[teacher] shipped", "[segmentation]", "[detection]"):
         assert stage in proc.stdout, stage
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
     seg = next(rows for title, rows in results["sections"].items() if title.startswith("Segmentation"))
     methods = [r["method"] for r in seg]
     assert methods[0].startswith("MaskCLIP") and any("MaskCLIP+" in m for m in methods) and len(methods) == 4
@@ -33,9 +36,9 @@ def test_demo_quick_runs_every_stage(tmp_path):
     for row in det:
         assert 0.0 <= row["AP50"] <= 100.0 and not math.isnan(row["AP50"])
     assert next(r for r in det if r["method"].startswith("base-only"))["AP50_novel"] == 0.0
-    pseudo = json.loads((tmp_path / "out" / "detection" / "pseudo_labels_train.json").read_text())
+    pseudo = json.loads((out / "detection" / "pseudo_labels_train.json").read_text())
     assert {c["name"] for c in pseudo["categories"]} == {"star", "heart", "ring"}
-    assert "| method |" in (tmp_path / "out" / "results.md").read_text()
-    sheets = sorted(p.name for p in (tmp_path / "out" / "overlays").glob("*.png"))
+    assert "| method |" in (out / "results.md").read_text()
+    sheets = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert len(sheets) == 4, sheets
     assert (tmp_path / "cache").is_dir()

@@ -10,7 +10,8 @@ from ddp_harness import launch, validate_checkpoint
 from test_det_parts import tiny_detector
 
 from pipelines.data.det_datamodule import WorldDetDataModule
-from pipelines.proposals import compute_proposals, save_proposals
+from pipelines.data.proposals_file import save_proposals
+from pipelines.offline.proposals import compute_proposals
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_det_script.py")
 

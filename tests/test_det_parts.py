@@ -12,10 +12,12 @@ from torchvision.ops import box_iou
 
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, ViLD
 from distill.pseudo_boxes import select_pseudo_boxes
+from distill.vocabulary import Vocabulary
 from pipelines.data.coco_det import CocoDetection
 from pipelines.data.det_datamodule import CocoDetDataModule, WorldDetDataModule, load_pseudo_labels
 from pipelines.data.det_splits import OV_COCO_BASE, OV_COCO_NOVEL, split_classes
-from pipelines.proposals import compute_proposals, load_proposals, save_proposals
+from pipelines.data.proposals_file import load_proposals, save_proposals
+from pipelines.offline.proposals import compute_proposals
 from students import EmbeddingBoxPredictor, RegionEmbeddingDetector, build_backbone
 
 D = 24
@@ -160,8 +162,12 @@ def test_coco_bad_input_names_the_problem(tiny_world, tmp_path):
     with pytest.raises(ValueError, match="unknown category_id 99"):
         CocoDetection(root, root / "ann.json")
     root = _coco_dir(tiny_world, tmp_path / "b", flat_box)
-    with pytest.raises(ValueError, match=r"annotation \d+ .* height 0"):
-        CocoDetection(root, root / "ann.json")
+    with pytest.raises(ValueError, match=r"1 annotations have a box of zero width or height, first: annotation \d+ .* height 0"):
+        CocoDetection(root, root / "ann.json", degenerate="error")
+    flat = CocoDetection(root, root / "ann.json")  # real COCO has such boxes: dropped, counted in the log
+    flat_id = json.loads((root / "ann.json").read_text())["annotations"][1]["image_id"]
+    kept = CocoDetection(root, root / "ann.json", degenerate="drop").coco.imgToAnns[flat_id]
+    assert len(flat.target(flat_id)["boxes"]) == len(kept) - 1
     root = _coco_dir(tiny_world, tmp_path / "c", lambda d: None)
     with pytest.raises(ValueError, match=r"\['zebra'\] are not categories"):
         CocoDetection(root, root / "ann.json", ["circle", "zebra"])
@@ -207,7 +213,7 @@ def test_ov_coco_split_reference_lists(tmp_path):
     assert split_classes("lvis", tmp_path / "l.json") == (["b", "c", "a"], ["a"])
     dm = CocoDetDataModule(str(tmp_path), "l.json", "l.json", split="lvis")
     assert dm.base == ["b", "c"]
-    with pytest.raises(ValueError, match="novel classes \\['z'\\]"):
+    with pytest.raises(ValueError, match="held-out classes \\['z'\\]"):
         CocoDetDataModule(str(tmp_path), "l.json", "l.json", class_names=["a", "b"], novel=["z"])
 
 
@@ -240,15 +246,28 @@ def test_select_pseudo_boxes_rules():
 
 
 def test_pseudo_labels_file_round_trip_and_errors(tmp_path):
-    coco = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 4, "name": "star"}],
-            "annotations": [{"id": 1, "image_id": 2, "category_id": 4, "bbox": [1, 2, 3, 4], "score": 0.9}]}
-    (tmp_path / "p.json").write_text(json.dumps(coco))
-    got = load_pseudo_labels(tmp_path / "p.json", ["circle", "star"], {1, 2})
+    vocab = Vocabulary(("circle", "star"), ("star",))
+    images = {1: {"id": 1, "width": 40, "height": 30}, 2: {"id": 2, "width": 40, "height": 30}}
+
+    def write(anns, cats=({"id": 4, "name": "star"},)):
+        coco = {"images": list(images.values()), "categories": list(cats), "annotations": anns}
+        (tmp_path / "p.json").write_text(json.dumps(coco))
+        return tmp_path / "p.json"
+
+    ok = {"id": 1, "image_id": 2, "category_id": 4, "bbox": [1, 2, 3, 4], "score": 0.9}
+    got = load_pseudo_labels(write([ok]), vocab, images)
     assert got[2][0].tolist() == [[1, 2, 4, 6]] and got[2][1].tolist() == [1]
     with pytest.raises(ValueError, match="image_id 2"):
-        load_pseudo_labels(tmp_path / "p.json", ["circle", "star"], {1})
+        load_pseudo_labels(write([ok]), vocab, {1: images[1]})
     with pytest.raises(ValueError, match="'star'"):
-        load_pseudo_labels(tmp_path / "p.json", ["circle"], {1, 2})
+        load_pseudo_labels(write([ok]), Vocabulary(("circle", "square"), ("square",)), images)
+    with pytest.raises(ValueError, match="labelled 'circle', a base class"):
+        load_pseudo_labels(write([{**ok, "category_id": 1}], [{"id": 1, "name": "circle"}]), vocab, images)
+    with pytest.raises(ValueError, match=r"lies outside image 2 of size 40x30"):
+        load_pseudo_labels(write([{**ok, "bbox": [30, 2, 20, 4]}]), vocab, images)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        (tmp_path / "p.json").write_text('{"images": [')
+        load_pseudo_labels(tmp_path / "p.json", vocab, images)
 
 
 def test_modules_map_labels_and_check_dimensions(teacher):
@@ -263,7 +282,7 @@ def test_modules_map_labels_and_check_dimensions(teacher):
     assert p.train_targets([{**t[0], "labels": torch.tensor([1, 3])}])[0]["labels"].tolist() == [2, 4]
     with pytest.raises(ValueError, match="embed_dim=16 but teacher"):
         BaseOnlyDetector(teacher, RegionEmbeddingDetector(16, "resnet18", fpn_channels=8, representation_size=8), class_names=names)
-    with pytest.raises(ValueError, match="novel classes \\['x'\\]"):
+    with pytest.raises(ValueError, match="held-out classes \\['x'\\]"):
         ViLD(teacher, tiny_detector(), class_names=names, novel=["x"])
     with pytest.raises(ValueError, match="image_head=True"):
         ViLD(teacher, tiny_detector(), class_names=names, novel=["b"], image_weight=1.0, ensemble=True)
@@ -271,7 +290,7 @@ def test_modules_map_labels_and_check_dimensions(teacher):
 
 def test_detector_pseudo_labels_round_two(tiny_world, tmp_path):
     """A trained detector as labeller: only novel classes, gold base boxes respected, a valid COCO JSON."""
-    from pipelines.pseudo_label import detector_pseudo_labels, save_pseudo_labels
+    from pipelines.offline.pseudo_labels import detector_pseudo_labels, save_pseudo_labels
 
     ds = WorldDetDataModule(str(tiny_world)).dataset("train")
     names = ds.class_names
@@ -293,13 +312,22 @@ def test_detector_pseudo_labels_round_two(tiny_world, tmp_path):
     coco = detector_pseudo_labels(Labeller(), ds, score_threshold=0.5, top_k=5)
     path = save_pseudo_labels(coco, tmp_path / "round2.json")
     assert {c["name"] for c in coco["categories"]} == set(novel)
+    gt_ids = {c["name"]: c["id"] for c in ds.coco.dataset["categories"]}
+    assert {c["id"] for c in coco["categories"]} == {gt_ids[c] for c in novel}  # the ground truth's own ids
+    assert coco["info"]["ovdistill"]["round"] == 2
+    id_to_name = {c["id"]: c["name"] for c in coco["categories"]}
     for image_id in ds.ids:
         anns = [a for a in coco["annotations"] if a["image_id"] == image_id]
         gold = ds.target(image_id)["boxes"]
         want = []
         for box, cls in (([1.0, 1, 20, 20], "star"), ([2.0, 2, 21, 21], "heart")):  # circle is a base class
             if not len(gold) or float(box_iou(torch.tensor([box]), gold).max()) < 0.5:  # gold base boxes win
-                want.append(names.index(cls))
-        assert [a["category_id"] - 1 for a in anns] == want
-    loaded = load_pseudo_labels(path, names, set(ds.ids))
+                want.append(cls)
+        assert [id_to_name[a["category_id"]] for a in anns] == want
+    vocab = WorldDetDataModule(str(tiny_world)).vocabulary
+    loaded = load_pseudo_labels(path, vocab, ds.coco.imgs)
     assert sum(len(v[1]) for v in loaded.values()) == len(coco["annotations"])
+    # round 3 on a training set that holds round 2's boxes: those are not gold, so they are found again
+    ds.pseudo = loaded
+    again = detector_pseudo_labels(Labeller(), ds, score_threshold=0.5, top_k=5, round_=3)
+    assert len(again["annotations"]) == len(coco["annotations"]) > 0

@@ -10,7 +10,7 @@ from PIL import Image
 
 from distill.seg_inference import slide_inference, whole_inference
 from distill.seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
-from distill.seg_modules import LSeg, check_vocabulary
+from distill.seg_modules import LSeg
 from pipelines.data.seg_datamodule import SegFolderDataModule, WorldSegDataModule
 from pipelines.data.seg_folder import SegFolderDataset
 
@@ -126,26 +126,37 @@ def test_reduce_zero_label(tmp_path):
     assert ds[0]["label"].tolist() == [[255, 0], [1, 255]]
 
 
-def test_vocabulary_checks_and_dimension_mismatch():
-    with pytest.raises(ValueError, match="empty"):
-        check_vocabulary([], [])
-    with pytest.raises(ValueError, match=r"\['dragon'\] are not in class_names"):
-        check_vocabulary(["a", "b"], ["dragon"])
-    with pytest.raises(ValueError, match="repeats"):
-        check_vocabulary(["a", "a", "b"], ["b"])
+def test_unknown_preset_and_dimension_mismatch():
     with pytest.raises(ValueError, match="unknown segmentation preset 'vocc'"):
         SegFolderDataModule("/nowhere", preset="vocc")
+    with pytest.raises(ValueError, match="use 'voc20'"):
+        SegFolderDataModule("/nowhere", preset="voc")
     teacher = make_teacher("dim-rn", TINY_RN)
     with pytest.raises(ValueError, match="embed_dim=10 but teacher .* 24-d"):
         LSeg(teacher, tiny_segmenter(10), class_names=["a", "b"], unseen=["b"])
 
 
-def test_presets_have_the_reference_unseen_splits():
-    dm = SegFolderDataModule("/data/voc", preset="voc")
-    assert len(dm.class_names) == 21 and dm.unseen == ["pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-    assert len(SegFolderDataModule("/d", preset="coco_stuff").unseen) == 15
-    ctx = SegFolderDataModule("/d", preset="context59")
-    assert len(ctx.class_names) == 59 and len(ctx.unseen) == 10 and ctx.reduce_zero_label
+@pytest.mark.parametrize(
+    "preset, classes, seen, unseen, rzl, first",
+    [
+        ("voc20", 20, 15, 5, True, "aeroplane"),            # SPNet / ZegCLIP / MaskCLIP+: background ignored
+        ("context59", 59, 49, 10, True, "aeroplane"),       # ZegCLIP-style, background ignored
+        ("context60", 60, 50, 10, False, "background"),     # ZS3Net / MaskCLIP+: background is a (seen) class
+        ("coco_stuff171", 171, 156, 15, False, "person"),
+        ("ade20k150", 150, 150, 0, True, "wall"),
+    ],
+)
+def test_presets_match_the_literature(preset, classes, seen, unseen, rzl, first):
+    dm = SegFolderDataModule("/d", preset=preset)
+    assert len(dm.class_names) == classes and len(dm.class_names) - len(dm.unseen) == seen and len(dm.unseen) == unseen
+    assert dm.reduce_zero_label is rzl and dm.class_names[0] == first
+    if preset == "voc20":
+        assert dm.unseen == ["pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+    if preset.startswith("context"):
+        assert set(dm.unseen) == {"cow", "motorbike", "sofa", "cat", "boat", "fence", "bird", "tvmonitor", "keyboard", "aeroplane"}
+    if preset == "coco_stuff171":
+        assert set(dm.unseen) == {"cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors", "cardboard",
+                                  "clouds", "grass", "playingfield", "river", "road", "tree", "wall-concrete"}
 
 
 def test_world_datamodule_reads_vocabulary(tiny_world):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
 from pathlib import Path
 
 import torch
@@ -18,26 +20,66 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+log = logging.getLogger(__name__)
+
 
 def load_coco(path: str | Path) -> COCO:
+    """pycocotools ``COCO`` of a JSON file; a missing, truncated or malformed file raises naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
+        raise FileNotFoundError(f"annotation file {path} does not exist (resolved in {path.parent.resolve()})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"annotation file {path} is not valid JSON (truncated?): {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"annotation file {path} holds a {type(data).__name__}, not a COCO object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"annotation file {path} has no '{key}' list; is it a COCO instances JSON?")
+    ids = [im.get("id") for im in data["images"]]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ValueError(f"annotation file {path} lists image ids {dup} more than once; their annotations would be merged")
+    coco = COCO()
+    coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
+        coco.createIndex()
+    return coco
 
 
-def check_annotations(coco: COCO, path: str | Path) -> None:
-    """Every annotation must name a known category and have a positive width and height."""
+def check_annotations(coco: COCO, path: str | Path, degenerate: str = "drop") -> set[int]:
+    """Every annotation must name a known category and image and carry a 4-number ``bbox``.
+
+    Boxes with zero width or height occur in real datasets (COCO train2017 has two): returns their ids
+    to drop (logged with a count), or raises with ``degenerate="error"``.
+    """
     known = set(coco.cats)
+    bad: list[dict] = []
     for ann in coco.dataset.get("annotations", []):
-        if ann["category_id"] not in known:
-            raise ValueError(f"{path}: annotation {ann['id']} has unknown category_id {ann['category_id']}; known ids: {sorted(known)[:10]}...")
-        if ann["image_id"] not in coco.imgs:
-            raise ValueError(f"{path}: annotation {ann['id']} refers to image_id {ann['image_id']}, which is not in 'images'")
-        w, h = ann["bbox"][2], ann["bbox"][3]
-        if not (w > 0 and h > 0):
-            raise ValueError(f"{path}: annotation {ann['id']} (image {ann['image_id']}) has a box of width {w} and height {h}")
+        if "id" not in ann:
+            raise ValueError(f"{path}: an annotation on image {ann.get('image_id')} has no 'id'")
+        if ann.get("category_id") not in known:
+            raise ValueError(
+                f"{path}: annotation {ann['id']} has unknown category_id {ann.get('category_id')}; known ids: {sorted(known)[:10]}..."
+            )
+        if ann.get("image_id") not in coco.imgs:
+            raise ValueError(f"{path}: annotation {ann['id']} refers to image_id {ann.get('image_id')}, which is not in 'images'")
+        box = ann.get("bbox")
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise ValueError(f"{path}: annotation {ann['id']} has bbox {box!r}; expected [x, y, width, height]")
+        if not (box[2] > 0 and box[3] > 0):
+            bad.append(ann)
+    if bad and degenerate == "error":
+        a = bad[0]
+        raise ValueError(
+            f"{path}: {len(bad)} annotations have a box of zero width or height, first: annotation {a['id']} "
+            f"(image {a['image_id']}) with width {a['bbox'][2]} and height {a['bbox'][3]}"
+        )
+    if bad:
+        ids = ", ".join(str(a["id"]) for a in bad[:5])
+        log.warning("%s: dropped %d annotations with zero-width or zero-height boxes (ids %s)", path, len(bad), ids)
+    return {a["id"] for a in bad}
 
 
 def resolve_classes(coco: COCO, class_names: list[str] | None, path: str | Path) -> list[str]:
@@ -52,14 +94,22 @@ def resolve_classes(coco: COCO, class_names: list[str] | None, path: str | Path)
     return list(class_names)
 
 
-def image_file(info: dict) -> str:
-    """The image's path under the image root: ``file_name``, or for LVIS (which only gives ``coco_url``)
-    the URL's last two parts, e.g. ``val2017/000000397133.jpg``."""
+def image_file(info: dict, key: str = "file_name") -> str:
+    """The image's path under the image root: ``file_name``, or (``key="coco_url"``, LVIS, whose v0.5
+    ``file_name`` is a COCO-2014 name) the URL's last two parts, e.g. ``val2017/000000397133.jpg``."""
+    if key == "coco_url" and "coco_url" in info:
+        return "/".join(info["coco_url"].split("/")[-2:])
     if "file_name" in info:
         return info["file_name"]
     if "coco_url" in info:
         return "/".join(info["coco_url"].split("/")[-2:])
     raise ValueError(f"image {info.get('id')} has neither 'file_name' nor 'coco_url'")
+
+
+def default_image_key(coco: COCO) -> str:
+    """LVIS JSONs (categories with an r/c/f ``frequency``) are found from ``coco_url``; COCO from ``file_name``."""
+    cats = coco.dataset.get("categories", [])
+    return "coco_url" if cats and all("frequency" in c for c in cats) else "file_name"
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -90,10 +140,13 @@ class CocoDetection(Dataset):
         extras: dict[str, dict[int, torch.Tensor]] | None = None,
         pseudo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
         flip: bool = False,
+        degenerate: str = "drop",
+        image_key: str = "auto",
     ):
         self.image_root, self.ann_file = Path(image_root), Path(ann_file)
         self.coco = load_coco(ann_file)
-        check_annotations(self.coco, ann_file)
+        self.skip_ann_ids = check_annotations(self.coco, ann_file, degenerate)
+        self.image_key = default_image_key(self.coco) if image_key == "auto" else image_key
         self.class_names = resolve_classes(self.coco, class_names, ann_file)
         unknown = [c for c in (drop or []) if c not in self.class_names]
         if unknown:
@@ -115,15 +168,20 @@ class CocoDetection(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def target(self, image_id: int) -> dict:
-        anns = [a for a in self.coco.imgToAnns.get(image_id, []) if a["category_id"] in self.label_of]
+    def target(self, image_id: int, pseudo: bool = True) -> dict:
+        """Gold annotations of the vocabulary (held-out ones dropped in training), plus pseudo boxes unless
+        ``pseudo=False`` (the dataset's own labels only: what a later self-training round treats as gold)."""
+        anns = [
+            a for a in self.coco.imgToAnns.get(image_id, [])
+            if a["category_id"] in self.label_of and a["id"] not in self.skip_ann_ids
+        ]
         if self.train:
             anns = [a for a in anns if not a.get("iscrowd", 0)]
         boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.long)
         crowd = torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.long)
-        if image_id in self.pseudo:
+        if pseudo and image_id in self.pseudo:
             pb, pl = self.pseudo[image_id]
             boxes, labels = torch.cat([boxes, pb.float()]), torch.cat([labels, pl.long()])
             crowd = torch.cat([crowd, torch.zeros(len(pl), dtype=torch.long)])
@@ -132,10 +190,16 @@ class CocoDetection(Dataset):
     def __getitem__(self, i: int):
         image_id = self.ids[i]
         info = self.coco.imgs[image_id]
-        image = read_image(self.image_root / image_file(info))
+        path = self.image_root / image_file(info, self.image_key)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"image file {path} (image {image_id} of {self.ann_file}) does not exist; images are looked up under "
+                f"{self.image_root.resolve()}: set the data module's *_images to the folder holding the JSON's file names"
+            )
+        image = read_image(path)
         if "height" in info and "width" in info and info["height"] and tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise ValueError(
-                f"image {self.image_root / image_file(info)} is {tuple(image.shape[-2:])} but {self.ann_file} says "
+                f"image {self.image_root / image_file(info, self.image_key)} is {tuple(image.shape[-2:])} but {self.ann_file} says "
                 f"{(info['height'], info['width'])}"
             )
         target = self.target(image_id)

@@ -10,38 +10,81 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from pipelines.proposals import load_proposals
+from distill.vocabulary import Vocabulary
+from .proposals_file import load_proposals
 
 from .coco_det import CocoDetection, detection_collate, load_coco
 from .det_splits import split_classes
 
 
-def load_pseudo_labels(path: str | Path, class_names: list[str], image_ids: set[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """``{image_id: (boxes xyxy, labels)}`` from a pseudo-label COCO JSON, matched to ``class_names`` by name."""
+def resolve_path(root: Path, path: str, what: str) -> Path:
+    """``path`` as given when absolute, else under ``root``; a missing file names both."""
+    p = Path(path).expanduser()
+    full = p if p.is_absolute() else root / p
+    if not full.exists():
+        raise FileNotFoundError(
+            f"{what} {full} does not exist ({path!r} was resolved against {root.resolve()}; give an absolute path "
+            "or one relative to the data root)"
+        )
+    return full
+
+
+def pseudo_label_info(coco_json: dict) -> dict:
+    """The ``ovdistill`` record of a pseudo-label file (round, labeller), ``{}`` for other files."""
+    return dict(coco_json.get("info", {}).get("ovdistill", {})) if isinstance(coco_json.get("info"), dict) else {}
+
+
+def load_pseudo_labels(path: str | Path, vocabulary: Vocabulary, images: dict[int, dict]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``{image_id: (boxes xyxy, labels)}`` from a pseudo-label COCO JSON, matched to the vocabulary by name.
+
+    Pseudo boxes label held-out (novel) classes only and lie inside their image; anything else is refused.
+    """
     coco = load_coco(path)
     names = {c["id"]: c["name"] for c in coco.dataset["categories"]}
-    unknown = sorted({n for n in names.values() if n not in class_names})
+    unknown = sorted({n for n in names.values() if n not in vocabulary.names})
     if unknown:
         raise ValueError(f"{path}: pseudo-label categories {unknown} are not in the vocabulary")
     out: dict[int, tuple[list, list]] = {}
     for a in coco.dataset["annotations"]:
-        if a["image_id"] not in image_ids:
+        if a["image_id"] not in images:
             raise ValueError(f"{path}: pseudo box {a['id']} is on image_id {a['image_id']}, which the training set lacks")
+        name = names[a["category_id"]]
+        if name not in vocabulary.held_out:
+            raise ValueError(
+                f"{path}: pseudo box {a['id']} (image {a['image_id']}) is labelled {name!r}, a base class; pseudo labels "
+                f"may only name held-out classes {list(vocabulary.held_out)}"
+            )
         x, y, w, h = a["bbox"]
         if not (w > 0 and h > 0):
             raise ValueError(f"{path}: pseudo box {a['id']} has width {w} and height {h}")
+        info = images[a["image_id"]]
+        W, H = info.get("width"), info.get("height")
+        tol = 1.0
+        if x < -tol or y < -tol or (W and x + w > W + tol) or (H and y + h > H + tol):
+            raise ValueError(
+                f"{path}: pseudo box {a['id']} [{x}, {y}, {w}, {h}] (xywh) lies outside image {a['image_id']} of size {W}x{H}"
+            )
         boxes, labels = out.setdefault(a["image_id"], ([], []))
         boxes.append([x, y, x + w, y + h])
-        labels.append(class_names.index(names[a["category_id"]]))
+        labels.append(vocabulary.index(name))
     return {i: (torch.tensor(b, dtype=torch.float32), torch.tensor(lab, dtype=torch.long)) for i, (b, lab) in out.items()}
 
 
 class CocoDetDataModule(L.LightningDataModule):
+    """COCO-format detection data with a ``Vocabulary``: held-out (novel) boxes never reach training.
+
+    Paths (annotation files, image folders, ``proposals``, ``pseudo_labels``) are relative to ``root``
+    unless absolute. ``degenerate``: boxes of zero width/height are dropped with a logged count (``drop``)
+    or refused (``error``). ``image_key``: where an image's path comes from (``auto``: ``coco_url`` for
+    LVIS JSONs, else ``file_name``).
+    """
+
     def __init__(
         self,
         root: str,
@@ -51,7 +94,7 @@ class CocoDetDataModule(L.LightningDataModule):
         train_images: str = "",
         val_images: str = "",
         test_images: str | None = None,
-        split: str | None = None,
+        split: Literal["ov_coco", "lvis"] | None = None,
         class_names: list[str] | None = None,
         novel: list[str] | None = None,
         proposals: str | None = None,
@@ -60,6 +103,8 @@ class CocoDetDataModule(L.LightningDataModule):
         eval_batch_size: int = 2,
         num_workers: int = 2,
         flip: bool = True,
+        degenerate: Literal["drop", "error"] = "drop",
+        image_key: Literal["auto", "file_name", "coco_url"] = "auto",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -68,36 +113,53 @@ class CocoDetDataModule(L.LightningDataModule):
         self.cfg = SimpleNamespace(
             train_ann=train_ann, val_ann=val_ann, test_ann=test_ann, train_images=train_images, val_images=val_images,
             test_images=test_images, proposals=proposals, pseudo_labels=pseudo_labels, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, flip=flip,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, flip=flip, degenerate=degenerate, image_key=image_key,
         )
         self.root = Path(root)
         if split is not None:
-            names, default_novel = split_classes(split, self.root / train_ann)
+            names, default_novel = split_classes(split, resolve_path(self.root, train_ann, "annotation file"))
             class_names = list(class_names or names)
             novel = list(default_novel if novel is None else novel)
-        if class_names is not None and not class_names:
-            raise ValueError("class_names is empty")
         if class_names is None:
-            class_names = [c["name"] for c in sorted(json.loads((self.root / train_ann).read_text())["categories"], key=lambda c: c["id"])]
-        novel = list(novel or [])
-        missing = [c for c in novel if c not in class_names]
-        if missing:
-            raise ValueError(f"novel classes {missing} are not in the class list")
-        if len(set(novel)) == len(class_names):
-            raise ValueError("every class is novel: at least one base class is needed")
-        self.class_names, self.novel = list(class_names), novel
-        self.base = [c for c in self.class_names if c not in novel]
+            coco = load_coco(resolve_path(self.root, train_ann, "annotation file"))
+            class_names = [c["name"] for c in sorted(coco.dataset["categories"], key=lambda c: c["id"])]
+        self.vocabulary = Vocabulary(tuple(class_names), tuple(novel or ()))
+        self.proposals_meta: dict = {}
+        self.pseudo_meta: dict = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.vocabulary.names)
+
+    @property
+    def novel(self) -> list[str]:
+        return list(self.vocabulary.held_out)
+
+    @property
+    def base(self) -> list[str]:
+        return self.vocabulary.seen
 
     def dataset(self, split: str) -> CocoDetection:
         hp = self.cfg
+        common = {"degenerate": hp.degenerate, "image_key": hp.image_key}
         if split == "train":
-            extras = load_proposals(self.root / hp.proposals) if hp.proposals else None
-            ds = CocoDetection(self.root / hp.train_images, self.root / hp.train_ann, self.class_names, self.novel, train=True, extras=extras, flip=hp.flip)
+            extras = None
+            if hp.proposals:
+                extras = load_proposals(resolve_path(self.root, hp.proposals, "proposals file"))
+                self.proposals_meta = extras.pop("meta", {})
+            ds = CocoDetection(
+                self.root / hp.train_images, resolve_path(self.root, hp.train_ann, "annotation file"), self.class_names,
+                self.novel, train=True, extras=extras, flip=hp.flip, **common,
+            )
             if hp.pseudo_labels:
-                ds.pseudo = load_pseudo_labels(self.root / hp.pseudo_labels, self.class_names, set(ds.ids))
+                path = resolve_path(self.root, hp.pseudo_labels, "pseudo-label file")
+                ds.pseudo = load_pseudo_labels(path, self.vocabulary, ds.coco.imgs)
+                self.pseudo_meta = pseudo_label_info(load_coco(path).dataset)
             return ds
+        if split not in ("val", "test"):
+            raise ValueError(f"no split {split!r}; expected train, val or test")
         ann, images = (hp.val_ann, hp.val_images) if split == "val" else (hp.test_ann or hp.val_ann, hp.test_images if hp.test_images is not None else hp.val_images)
-        return CocoDetection(self.root / images, self.root / ann, self.class_names)
+        return CocoDetection(self.root / images, resolve_path(self.root, ann, "annotation file"), self.class_names, **common)
 
     def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
         hp = self.cfg

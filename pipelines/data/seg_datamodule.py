@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .seg_folder import SegFolderDataset
-from .seg_presets import SEG_PRESETS
+from distill.vocabulary import Vocabulary
+
+from .seg_presets import get_preset
 
 
 class SegTrainTransform(Dataset):
@@ -66,6 +68,14 @@ def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
 
 
 class SegFolderDataModule(L.LightningDataModule):
+    """Image / label folders with a ``Vocabulary``; the **training** split hides held-out (unseen) labels.
+
+    Relative ``splits`` paths are resolved against ``root``; a relative ``root`` against the working
+    directory. A label is ``label_dir/<image stem><label_suffix>`` (COCO-Stuff 164k: ``_labelTrainIds.png``).
+    Whatever the files hold, no label of an unseen class leaves ``dataset("train")``: its pixels
+    read as ``ignore_index``, as every zero-shot segmentation protocol requires.
+    """
+
     def __init__(
         self,
         root: str,
@@ -80,25 +90,29 @@ class SegFolderDataModule(L.LightningDataModule):
         crop_size: int | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
         ignore_index: int = 255,
+        label_suffix: str = ".png",
     ):
         super().__init__()
         if preset is not None:
-            if preset not in SEG_PRESETS:
-                raise ValueError(f"unknown segmentation preset {preset!r}; known: {sorted(SEG_PRESETS)}")
-            names, default_unseen, rzl = SEG_PRESETS[preset]
-            class_names = list(class_names or names)
-            unseen = list(default_unseen if unseen is None else unseen)
-            reduce_zero_label = rzl if reduce_zero_label is None else reduce_zero_label
+            p = get_preset(preset)
+            class_names = list(class_names or p.names)
+            unseen = list(p.unseen if unseen is None else unseen)
+            reduce_zero_label = p.reduce_zero_label if reduce_zero_label is None else reduce_zero_label
         if not class_names:
             raise ValueError("give a preset or a non-empty class_names list")
-        missing = [u for u in (unseen or []) if u not in class_names]
-        if missing:
-            raise ValueError(f"unseen classes {missing} are not in the class list")
+        self.vocabulary = Vocabulary(tuple(class_names), tuple(unseen or ()), ignore_index)
         self.root = Path(root)
-        self.class_names, self.unseen = list(class_names), list(unseen or [])
         self.splits = splits or {s: [f"images/{s}", f"labels/{s}"] for s in ("train", "val", "test")}
         self.reduce_zero_label = bool(reduce_zero_label)
         self.save_hyperparameters()
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.vocabulary.names)
+
+    @property
+    def unseen(self) -> list[str]:
+        return list(self.vocabulary.held_out)
 
     def dataset(self, split: str) -> SegFolderDataset:
         if split not in self.splits:
@@ -106,7 +120,8 @@ class SegFolderDataModule(L.LightningDataModule):
         img, lab, *rest = self.splits[split]
         return SegFolderDataset(
             self.root / img, self.root / lab, len(self.class_names), self.hparams.ignore_index, self.reduce_zero_label,
-            list_file=self.root / rest[0] if rest else None,
+            list_file=self.root / rest[0] if rest else None, hide=self.vocabulary if split == "train" else None,
+            label_suffix=self.hparams.label_suffix,
         )
 
     def _loader(self, ds, batch_size, shuffle):

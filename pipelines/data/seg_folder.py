@@ -52,7 +52,11 @@ def read_label(path: Path, num_classes: int, ignore_index: int = 255, reduce_zer
 
 
 class SegFolderDataset(Dataset):
-    """Pairs ``image_dir/NAME.*`` with ``label_dir/NAME.png``; missing labels fail at construction."""
+    """Pairs ``image_dir/NAME.*`` with ``label_dir/NAME.png``; missing labels fail at construction.
+
+    ``hide``: a ``Vocabulary`` whose held-out classes are set to ``ignore_index`` in every label read
+    (the training split of a zero-shot protocol).
+    """
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class SegFolderDataset(Dataset):
         reduce_zero_label: bool = False,
         label_suffix: str = ".png",
         list_file: str | Path | None = None,
+        hide=None,
     ):
         self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
         if not self.image_dir.is_dir():
@@ -73,7 +78,11 @@ class SegFolderDataset(Dataset):
         if list_file is not None:  # VOC-style: one folder for every split, a text file of stems per split
             list_file = Path(list_file)
             if not list_file.is_file():
-                raise FileNotFoundError(f"split list file not found: {list_file}")
+                here = sorted(p.name for p in list_file.parent.glob("*.txt")) if list_file.parent.is_dir() else []
+                raise FileNotFoundError(
+                    f"split list file not found: {list_file} (resolved in {list_file.parent.resolve()}); "
+                    f"list files there: {here or 'none'}"
+                )
             wanted = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
             by_stem = {p.stem: p for p in self.images}
             absent = [w for w in wanted if w not in by_stem]
@@ -86,7 +95,15 @@ class SegFolderDataset(Dataset):
         missing = [str(p) for p in self.labels if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} label files missing, first: {missing[0]}")
+        if list_file is None:  # folder pairs: a label whose image is gone must not shrink the split silently
+            stems = {p.stem for p in self.images}
+            orphans = sorted(p.name for p in self.label_dir.glob("*" + label_suffix) if p.name[: -len(label_suffix)] not in stems)
+            if orphans:
+                raise FileNotFoundError(
+                    f"{len(orphans)} labels in {self.label_dir} have no image in {self.image_dir}, first: {orphans[0]}"
+                )
         self.num_classes, self.ignore_index, self.reduce_zero_label = num_classes, ignore_index, reduce_zero_label
+        self.hide = hide
 
     def __len__(self) -> int:
         return len(self.images)
@@ -98,4 +115,6 @@ class SegFolderDataset(Dataset):
             raise ValueError(
                 f"image {self.images[index]} is {tuple(image.shape[-2:])} but label {self.labels[index]} is {tuple(label.shape)}"
             )
+        if self.hide is not None:  # training split: held-out classes never reach a loss
+            label = self.hide.hide(label)
         return {"image": image, "label": label, "index": index}

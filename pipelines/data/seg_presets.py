@@ -1,12 +1,15 @@
-"""Class names and standard zero-shot splits of the usual semantic segmentation benchmarks.
+"""Class names and the standard zero-shot splits of the usual semantic segmentation benchmarks.
 
-Label ids follow the datasets' usual mmsegmentation preparation: VOC (21 incl. background), PASCAL
-Context 59 (``reduce_zero_label``), COCO-Stuff 171, ADE20K 150 (``reduce_zero_label``).
+Label ids follow the datasets' usual mmsegmentation preparation (VOC ``SegmentationClass(Aug)`` with 0 =
+background and 255 borders; PASCAL Context label maps with 0 = background; COCO-Stuff 164k's 0..170;
+ADE20K with 0 = "other"). Each preset says which paper's protocol it follows.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 VOC_UNSEEN = ("pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -66,10 +69,47 @@ ADE20K_CLASSES = (
     "clock", "flag",
 )
 
-#: name -> (class names, unseen classes, reduce_zero_label)
-SEG_PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
-    "voc": (VOC_CLASSES, VOC_UNSEEN, False),
-    "context59": (CONTEXT59_CLASSES, CONTEXT59_UNSEEN, True),
-    "coco_stuff": (COCO_STUFF_CLASSES, COCO_STUFF_UNSEEN, False),
-    "ade20k": (ADE20K_CLASSES, (), True),
+
+
+@dataclass(frozen=True)
+class SegPreset:
+    names: tuple[str, ...]
+    unseen: tuple[str, ...]
+    reduce_zero_label: bool
+    protocol: str
+
+
+SEG_PRESETS: dict[str, SegPreset] = {
+    "voc20": SegPreset(
+        VOC_CLASSES, VOC_UNSEEN, True,
+        "PASCAL VOC 2012, 20 classes, background ignored, 15 seen / 5 unseen (SPNet; ZegCLIP, MaskCLIP+ VOC)",
+    ),
+    "context59": SegPreset(
+        CONTEXT59_CLASSES, CONTEXT59_UNSEEN, True,
+        "PASCAL Context 59 classes, background ignored, 49 seen / 10 unseen (ZegCLIP-style)",
+    ),
+    "context60": SegPreset(
+        ("background", *CONTEXT59_CLASSES), CONTEXT59_UNSEEN, False,
+        "PASCAL Context 60 classes with background as a class, 50 seen / 10 unseen (ZS3Net, MaskCLIP+)",
+    ),
+    "coco_stuff171": SegPreset(
+        COCO_STUFF_CLASSES, COCO_STUFF_UNSEEN, False, "COCO-Stuff 171 classes, 156 seen / 15 unseen (SPNet, ZegCLIP, MaskCLIP+)",
+    ),
+    "ade20k150": SegPreset(ADE20K_CLASSES, (), True, "ADE20K 150 classes, all evaluated (cross-dataset open-vocabulary)"),
 }
+
+#: earlier names: same meaning -> alias; changed meaning -> refused with the new spelling
+PRESET_ALIASES = {"coco_stuff": "coco_stuff171", "ade20k": "ade20k150"}
+RENAMED_PRESETS = {
+    "voc": "preset 'voc' (21 classes with background, 16/5) was not the literature's split; use 'voc20' (20 classes, "
+    "background ignored, 15 seen / 5 unseen, SPNet/ZegCLIP/MaskCLIP+) or give class_names + unseen for another protocol",
+}
+
+
+def get_preset(name: str) -> SegPreset:
+    if name in RENAMED_PRESETS:
+        raise ValueError(RENAMED_PRESETS[name])
+    name = PRESET_ALIASES.get(name, name)
+    if name not in SEG_PRESETS:
+        raise ValueError(f"unknown segmentation preset {name!r}; known: {sorted(SEG_PRESETS)}")
+    return SEG_PRESETS[name]

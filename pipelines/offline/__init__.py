@@ -1,0 +1,1 @@
+"""Offline steps between trainings: checkpoint loading, distributed prediction passes, proposals, pseudo labels."""

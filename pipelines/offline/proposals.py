@@ -1,0 +1,34 @@
+"""Offline proposals for ViLD-image: a base-trained RPN's top-N boxes per image and the teacher's region
+embeddings of them (1x + 1.5x crops), batch by batch; ``pipelines.data.proposals_file`` stores them."""
+from __future__ import annotations
+
+import torch
+
+from distill.regions import teacher_region_embeddings
+from pipelines.data.proposals_file import pack_proposals
+
+from .batches import batches
+
+
+@torch.no_grad()
+def propose_batch(detector, teacher, images, targets, top_n: int, scales=(1.0, 1.5)) -> list[dict]:
+    """Per image: ``image_id``, top-N ``boxes`` (xyxy pixels), ``objectness`` and, with a teacher, ``regions``."""
+    props, scores = detector.propose(images)
+    props = [p[:top_n] for p in props]
+    scores = [s[:top_n] for s in scores]
+    out = [{"image_id": int(t["image_id"]), "boxes": p, "objectness": s} for t, p, s in zip(targets, props, scores)]
+    if teacher is not None:
+        regions = teacher_region_embeddings(teacher, images, props, scales).split([len(p) for p in props])
+        for item, r in zip(out, regions):
+            item["regions"] = r
+    return out
+
+
+def compute_proposals(detector, dataset, top_n: int = 100, teacher=None, scales=(1.0, 1.5), batch_size: int = 8, progress=None) -> dict:
+    """In-process pass (the demo); ``ovdistill proposals`` runs ``propose_batch`` through ``Trainer.predict``."""
+    detector.eval()
+    device = next(detector.parameters()).device
+    items = []
+    for images, targets in batches(dataset, batch_size, progress):
+        items += propose_batch(detector, teacher, [i.to(device) for i in images], targets, top_n, scales)
+    return pack_proposals([{k: (v.cpu() if torch.is_tensor(v) else v) for k, v in i.items()} for i in items], teacher, scales)
