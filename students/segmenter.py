@@ -28,7 +28,10 @@ def load_encoder_weights(encoder: nn.Module, path: str, encoder_name: str) -> No
     own = encoder.state_dict()
     if not any(k in own for k in state) and all(k.startswith("model.") for k in own):
         state = {f"model.{k}": v for k, v in state.items()}  # a plain timm state dict for a ``tu-`` encoder
-    missing, _ = nn.Module.load_state_dict(encoder, state, strict=False)
+    try:
+        missing, _ = nn.Module.load_state_dict(encoder, state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"encoder_weights {path} does not fit encoder {encoder_name!r}: {str(err).splitlines()[-1].strip()[:300]}") from err
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing:
         raise ValueError(

@@ -73,6 +73,21 @@ def _needs_quick_gelu(model_name: str, tag: str) -> bool:
     return False
 
 
+def load_tokenizer(model_name: str):
+    """open_clip's tokenizer for the model; towers with a Hugging Face tokenizer (SigLIP, ...) say what they need."""
+    hf_name = ((open_clip.get_model_config(model_name) or {}).get("text_cfg") or {}).get("hf_tokenizer_name")
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except (ImportError, OSError, ValueError) as err:
+        if not hf_name:
+            raise
+        raise RuntimeError(
+            f"{model_name!r} tokenizes text with the Hugging Face tokenizer {hf_name!r}: it needs `pip install transformers` "
+            "and the tokenizer files, from the hub or from the local HF cache (HF_HUB_OFFLINE=1 to use only the cache). "
+            f"Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from err
+
+
 def check_open_clip_layout(model: nn.Module, model_name: str) -> None:
     """The dense paths index tokens batch-first; open_clip releases with sequence-first ViT blocks would
     silently mix the images of a batch, so they are refused."""
@@ -183,7 +198,7 @@ class OpenCLIPTeacher(nn.Module):
         self.pretrained = pretrained
         self.precision = precision
         self.region_chunk = region_chunk
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.tokenizer = load_tokenizer(model_name)
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg["size"]
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)

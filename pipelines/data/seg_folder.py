@@ -70,10 +70,11 @@ class SegFolderDataset(Dataset):
         hide=None,
     ):
         self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"image directory not found: {self.image_dir}")
-        if not self.label_dir.is_dir():
-            raise FileNotFoundError(f"label directory not found: {self.label_dir}")
+        for what, folder in (("image", self.image_dir), ("label", self.label_dir)):
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"{what} directory not found: {folder} (resolved in {folder.parent.resolve()}); check the data module's root and splits"
+                )
         self.images = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if list_file is not None:  # VOC-style: one folder for every split, a text file of stems per split
             list_file = Path(list_file)
