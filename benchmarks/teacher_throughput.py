@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--boxes", type=int, default=32, help="boxes per image for encode_regions")
     args = parser.parse_args()
-    print(f"| model | device | precision | image/s | region/s (1x+1.5x) | dense image/s |")
+    print("| model | device | precision | image/s | region/s (1x+1.5x) | dense image/s |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
         with warnings.catch_warnings():

@@ -9,7 +9,6 @@ embeddings for ViLD-image come from ``target["teacher_regions"]`` (an offline pr
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -127,7 +126,7 @@ class OpenVocabDetModule(TeacherStudentModule):
         if self.lvis_metric is not None:
             out.update({f"lvis_{k}": v for k, v in self.lvis_metric.compute().items()})
             self.lvis_metric.reset()
-        scalars = {f"{prefix}/{k}": (0.0 if math.isnan(v) else v) for k, v in out.items() if not isinstance(v, Tensor)}
+        scalars = {f"{prefix}/{k}": v for k, v in out.items() if not isinstance(v, Tensor)}
         self.log_dict(scalars, prog_bar=prefix == "val", rank_zero_only=False, sync_dist=False)
         self.last_metrics = {prefix: out}
         metric.reset()

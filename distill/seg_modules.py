@@ -7,7 +7,6 @@ the datamodule (``class_names`` / ``unseen`` attributes). Teacher dense maps are
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -126,7 +125,7 @@ class OpenVocabSegModule(TeacherStudentModule):
 
     def _log_metric(self, metric: OpenVocabMeanIoU, prefix: str) -> dict:
         out = metric.compute()
-        scalars = {f"{prefix}/{k}": (0.0 if math.isnan(v) else v) for k, v in out.items() if k != "IoU_per_class"}
+        scalars = {f"{prefix}/{k}": v for k, v in out.items() if k != "IoU_per_class"}
         self.log_dict(scalars, prog_bar=prefix == "val")
         self.last_metrics = {prefix: out}
         metric.reset()
@@ -193,7 +192,8 @@ class MaskCLIP(OpenVocabSegModule):
     uses_dense_teacher = True
 
     def __init__(
-        self, teacher: nn.Module, student: nn.Module | None = None, *args, denoise: float | None = None, smooth: bool = False, **kwargs
+        self, teacher: nn.Module, student: nn.Module | None = None, *args, denoise: float | None = None, smooth: bool = False,
+        smooth_affinity: Literal["official", "cosine"] = "official", **kwargs,
     ):
         if student is not None:
             raise ValueError("MaskCLIP is training-free and has no student: set student: null (configs/seg/method/maskclip.yaml does)")
@@ -204,7 +204,7 @@ class MaskCLIP(OpenVocabSegModule):
         hp = self.hparams
         return self.teacher.dense_logits(
             images, self.text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride,
-            denoise=hp.denoise, smooth=hp.smooth,
+            denoise=hp.denoise, smooth=hp.smooth, smooth_affinity=hp.smooth_affinity,
         )
 
     def configure_optimizers(self):

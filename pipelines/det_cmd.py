@@ -90,7 +90,7 @@ def main_pseudo(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     from pipelines.offline.predict import run_pass
     from pipelines.offline.pseudo_labels import (
-        detector_label_batch, save_pseudo_labels, teacher_label_batch, teacher_settings, to_coco,
+        save_pseudo_labels, teacher_settings, to_coco,
     )
 
     module, dm, ds, trainer = _build(rest, args.ckpt, args.split)

@@ -1,5 +1,15 @@
 """Trainable dense predictors that emit embeddings (pixels or regions), never fixed class logits."""
-from .detector import EmbeddingBoxPredictor, RegionEmbeddingDetector, build_backbone
+from .detection_backbones import build_backbone
+from .detector import RegionEmbeddingDetector
+from .region_heads import DualBranchHead, EmbeddingBoxPredictor, EmbeddingRoIHeads
 from .segmenter import PixelEmbeddingSegmenter, SpatialRegBlock
 
-__all__ = ["EmbeddingBoxPredictor", "PixelEmbeddingSegmenter", "RegionEmbeddingDetector", "SpatialRegBlock", "build_backbone"]
+__all__ = [
+    "DualBranchHead",
+    "EmbeddingBoxPredictor",
+    "EmbeddingRoIHeads",
+    "PixelEmbeddingSegmenter",
+    "RegionEmbeddingDetector",
+    "SpatialRegBlock",
+    "build_backbone",
+]

@@ -1,6 +1,6 @@
 """Frozen vision-language teachers: text, image, region and dense embeddings behind one interface."""
 from .openclip import OpenCLIPTeacher
-from .refine import key_smoothing, prompt_denoise
+from .refine import key_smoothing, prompt_denoise, refine_logits
 from .templates import IMAGENET_TEMPLATES, SCENE_TEMPLATES, SIMPLE_TEMPLATES, TEMPLATE_SETS
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "TEMPLATE_SETS",
     "key_smoothing",
     "prompt_denoise",
+    "refine_logits",
 ]

@@ -144,7 +144,8 @@ def vit_dense(visual: VisionTransformer, x: Tensor, mode: str = "maskclip") -> t
     if visual.proj is not None:
         out = out @ visual.proj
     feats = out.transpose(1, 2).reshape(b, -1, *grid)
-    keys = k[:, 1:].transpose(1, 2).reshape(b, -1, *grid)
+    # MaskCLIP's keys for key smoothing: the last block's keys passed through out_proj (official backbone)
+    keys = last.attn.out_proj(k)[:, 1:].transpose(1, 2).reshape(b, -1, *grid)
     return feats, keys
 
 

@@ -70,6 +70,14 @@ def scale_boxes(boxes: Tensor, scale: float) -> Tensor:
     return torch.cat([centre - half, centre + half], dim=1)
 
 
+def context_boxes(boxes: Tensor, scale: float, height: int, width: int) -> Tensor:
+    """ViLD's context crop: boxes enlarged about their centres by ``scale``, then clipped to the image (as the
+    public ViLD-image implementation, DetPro, crops: no padding beyond the image)."""
+    out = scale_boxes(boxes, scale)
+    limits = torch.tensor([width, height, width, height], dtype=out.dtype, device=out.device)
+    return torch.minimum(out.clamp_min(0), limits)
+
+
 def whole_image_boxes(images: Tensor) -> list[Tensor]:
     """One box per image covering all of it."""
     height, width = images.shape[-2:]

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dense import dense_features, dense_modes
-from .image_ops import check_boxes, check_images, crop_and_resize, scale_boxes, to_rois, whole_image_boxes
-from .refine import key_smoothing, prompt_denoise
+from .image_ops import check_boxes, check_images, context_boxes, crop_and_resize, to_rois, whole_image_boxes
+from .refine import refine_logits
 from .templates import resolve_templates
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -294,6 +294,9 @@ class OpenCLIPTeacher(nn.Module):
     def encode_regions(self, images: Tensor, boxes: list[Tensor], scales=(1.0, 1.5)) -> Tensor:
         """``[sum N_i, D]`` ViLD region embeddings: crops at each scale, embedded, averaged, re-normalised.
 
+        A box enlarged by a scale is clipped to the image (no black padding), as the public ViLD-image
+        implementation (DetPro) crops; each crop is resized to the teacher's input size.
+
         All boxes of the batch at all scales are cropped in one RoIAlign call and embedded in chunks of
         ``region_chunk`` crops; rows follow the order of ``boxes`` (image 0's boxes first).
         """
@@ -307,7 +310,8 @@ class OpenCLIPTeacher(nn.Module):
         if n == 0:
             return torch.zeros(0, self.embed_dim, device=self.device)
         rois = to_rois(boxes)
-        rois = torch.cat([torch.cat([rois[:, :1], scale_boxes(rois[:, 1:], s)], dim=1) for s in scales])
+        height, width = images.shape[-2:]
+        rois = torch.cat([torch.cat([rois[:, :1], context_boxes(rois[:, 1:], s, height, width)], dim=1) for s in scales])
         feats = []
         for start in range(0, len(rois), self.region_chunk):
             crops = crop_and_resize(images, rois[start : start + self.region_chunk], self.image_size)
@@ -355,17 +359,16 @@ class OpenCLIPTeacher(nn.Module):
         denoise: float | None = None,
         smooth: bool = False,
         output_size: tuple[int, int] | None = None,
+        smooth_affinity: Literal["official", "cosine"] = "official",
     ) -> Tensor:
-        """Zero-shot segmentation logits ``[B, K, H, W]``: cosine(dense feature, text) with optional
-        key smoothing and prompt denoising (threshold ``denoise``), upsampled to ``output_size``."""
+        """Zero-shot segmentation scores ``[B, K, H, W]``: cosine(dense feature, text), then (MaskCLIP's order)
+        prompt denoising (threshold ``denoise``) and key smoothing, upsampled to ``output_size``. With
+        smoothing the scores are ``log(smoothed probabilities) / 100`` (logit scale; same arg-max)."""
         feats, keys = self.encode_dense_with_keys(images, mode, size, output_stride)
         if text.shape[-1] != feats.shape[1]:
             raise ValueError(f"text embeddings have dim {text.shape[-1]} but the teacher's dense dim is {feats.shape[1]}")
         logits = torch.einsum("bdhw,kd->bkhw", feats, text.to(feats))
-        if smooth:
-            logits = key_smoothing(logits, keys) / 100.0
-        if denoise is not None:
-            logits = prompt_denoise(logits, threshold=denoise)
+        logits = refine_logits(logits, keys, denoise, smooth, smooth_affinity)
         out = output_size or tuple(images.shape[-2:])
         return F.interpolate(logits, size=out, mode="bilinear", align_corners=False)
 

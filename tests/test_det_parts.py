@@ -18,7 +18,7 @@ from pipelines.data.det_datamodule import CocoDetDataModule, WorldDetDataModule,
 from pipelines.data.det_splits import OV_COCO_BASE, OV_COCO_NOVEL, split_classes
 from pipelines.data.proposals_file import load_proposals, save_proposals
 from pipelines.offline.proposals import compute_proposals
-from students import EmbeddingBoxPredictor, RegionEmbeddingDetector, build_backbone
+from students import DualBranchHead, EmbeddingBoxPredictor, RegionEmbeddingDetector, build_backbone
 
 D = 24
 
@@ -53,25 +53,56 @@ def test_predictor_scores_are_cosines_over_tau_with_class_agnostic_boxes():
     assert p(x)[0].shape == (7, 3)
 
 
-def test_ensemble_blend_follows_vild_formula():
+def test_ensemble_blend_follows_vild_formula_and_is_not_renormalised():
     torch.manual_seed(1)
-    p = EmbeddingBoxPredictor(16, D, tau=0.1, image_head=True).eval()
+    p = EmbeddingBoxPredictor(16, D, tau=0.1, image_head="projection").eval()
     text = F.normalize(torch.randn(4, D), dim=-1)
     novel = torch.tensor([False, True, False, True])
     x = torch.randn(5, 16)
     p.text, p.novel_mask, p.ensemble_lambda = text, novel, 2 / 3
-    logits, _ = p(x)
+    scores, _ = p(x)
     classes = torch.cat([F.normalize(p.background, dim=0)[None], text])
     pt = (p.embed(x) @ classes.T / 0.1).softmax(-1)
     pi = (p.embed(x, "image") @ text.T / 0.1).softmax(-1)
-    lam = 2 / 3
     want = torch.empty(5, 4)
     for k in range(4):
-        a = (1 - lam) if novel[k] else lam
+        a = (1 - 2 / 3) if novel[k] else 2 / 3
         want[:, k] = pt[:, k + 1] ** a * pi[:, k] ** (1 - a)
-    got = logits.softmax(-1)
-    full = torch.cat([pt[:, :1], want], 1)
-    torch.testing.assert_close(got, full / full.sum(1, keepdim=True))
+    torch.testing.assert_close(scores, torch.cat([pt[:, :1], want], 1))  # ViLD's blend, as it is
+    assert p.class_scores(scores) is scores
+    p.train()  # training: plain ViLD-text logits
+    torch.testing.assert_close(p(x)[0], p.embed(x) @ classes.T / 0.1)
+
+
+def test_ensemble_ranking_uses_the_blend_not_a_per_box_renormalisation():
+    """The issue's example: box A (p_bg 0, blend 0.30) and box B (p_bg 0.6, blend 0.35). Renormalising would
+    score A 0.75 and B 0.37 and flip them; ViLD ranks B first with its blend 0.35."""
+    det = tiny_detector(image_head=True).eval()
+    rh, pred = det.roi_heads, det.predictor
+    pred.text, pred.novel_mask, pred.ensemble_lambda = F.normalize(torch.randn(1, D), dim=-1), torch.tensor([True]), 2 / 3
+    scores = torch.tensor([[0.0, 0.30], [0.6, 0.35]])
+    proposals = [torch.tensor([[0.0, 0.0, 20.0, 20.0], [30.0, 30.0, 50.0, 50.0]])]
+    boxes, got, labels = rh.postprocess_detections(scores, torch.zeros(2, 8), proposals, [(64, 64)])
+    assert got[0].tolist() == pytest.approx([0.35, 0.30]) and boxes[0][0].tolist() == [30.0, 30.0, 50.0, 50.0]
+    pred.ensemble_lambda = None  # without ensembling the output is logits and torchvision soft-maxes them
+    _, plain, _ = rh.postprocess_detections(scores, torch.zeros(2, 8), proposals, [(64, 64)])
+    torch.testing.assert_close(sorted(plain[0].tolist(), reverse=True), sorted(scores.softmax(-1)[:, 1].tolist(), reverse=True))
+
+
+def test_separate_image_branch_has_its_own_head_layers():
+    det = tiny_detector(image_head=True)
+    assert isinstance(det.roi_heads.box_head, DualBranchHead) and det.predictor.image_head == "separate"
+    x = torch.randn(3, 16, 7, 7)
+    feats = det.roi_heads.box_head(x)
+    text_before, image_before = det.predictor.embed(feats), det.predictor.embed(feats, "image")
+    with torch.no_grad():
+        for prm in det.roi_heads.box_head.image.parameters():
+            prm.add_(0.5)
+    feats = det.roi_heads.box_head(x)
+    torch.testing.assert_close(det.predictor.embed(feats), text_before)          # text branch untouched
+    assert not torch.allclose(det.predictor.embed(feats, "image"), image_before)  # image branch moved
+    light = tiny_detector(image_head=True, image_branch="projection")
+    assert not isinstance(light.roi_heads.box_head, DualBranchHead) and light.predictor.image_head == "projection"
 
 
 def test_detector_losses_and_vocabulary_at_call_time():

@@ -54,6 +54,7 @@ def test_absent_class_is_nan_and_left_out_of_means():
     assert math.isnan(out["IoU_per_class"][2]) and math.isnan(out["IoU_per_class"][3])
     assert out["mIoU"] == pytest.approx((50 + 200 / 3) / 2)
     assert math.isnan(out["mIoU_unseen"])
+    assert math.isnan(out["hIoU"])  # nothing unseen to evaluate: not 0 ("scored zero"), NaN ("no data")
 
 
 def test_ignored_pixels_do_not_count_even_when_predicted():

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_RN, TINY_VIT, make_teacher
 
-from teachers import OpenCLIPTeacher, key_smoothing, prompt_denoise
+from teachers import OpenCLIPTeacher, key_smoothing, prompt_denoise, refine_logits
 from teachers.templates import IMAGENET_TEMPLATES, resolve_templates
 
 
@@ -159,6 +160,24 @@ def test_regions_stay_with_their_image(vit_teacher, images):
     torch.testing.assert_close(swapped, torch.cat([both[2:], both[:2]]))
 
 
+def test_context_crop_geometry_is_1_5x_about_the_centre_clipped_to_the_image(vit_teacher, images):
+    """Hand-computed crops (images are 48 high, 40 wide): 1.5x about the centre, then clipped, never padded."""
+    inside = [10.0, 20.0, 20.0, 30.0]      # centre (15, 25), 10 x 10  -> 15 x 15
+    edge = [0.0, 0.0, 20.0, 16.0]          # centre (10, 8), 20 x 16   -> [-5, -4, 25, 20] -> clipped
+    hand = {tuple(inside): [7.5, 17.5, 22.5, 32.5], tuple(edge): [0.0, 0.0, 25.0, 20.0]}
+    for box, want in hand.items():
+        got = vit_teacher.encode_regions(images[:1], [torch.tensor([box])], scales=(1.5,))
+        torch.testing.assert_close(got, vit_teacher.encode_regions(images[:1], [torch.tensor([want])], scales=(1.0,)))
+    padded = torch.tensor([[-5.0, -4.0, 25.0, 20.0]])  # what a black-padded crop would embed (check_boxes refuses it
+    from teachers.image_ops import context_boxes, crop_and_resize  # as an input, so build it directly)
+
+    crop = crop_and_resize(images[:1], torch.cat([torch.zeros(1, 1), padded], 1), vit_teacher.image_size)
+    black = vit_teacher._embed(vit_teacher.normalize(crop))
+    clipped = vit_teacher.encode_regions(images[:1], [torch.tensor([edge])], scales=(1.5,))
+    assert not torch.allclose(black, clipped, atol=1e-3)
+    torch.testing.assert_close(context_boxes(torch.tensor([inside, edge]), 1.5, 48, 40), torch.tensor([hand[tuple(inside)], hand[tuple(edge)]]))
+
+
 def test_regions_average_scales_and_chunking_does_not_change_result(vit_teacher, images):
     boxes = [torch.tensor([[5.0, 5.0, 25.0, 30.0]] * 3), torch.tensor([[1.0, 2.0, 30.0, 40.0]])]
     one = vit_teacher.encode_regions(images, boxes, scales=(1.0,))
@@ -255,27 +274,98 @@ def test_bf16_teacher_tracks_fp32(tmp_path, images):
     assert F.cosine_similarity(low.encode_dense(images).flatten(2), src.encode_dense(images).flatten(2), dim=1).min() > 0.95
 
 
-def test_prompt_denoise_drops_classes_never_confident():
-    logits = torch.zeros(1, 3, 2, 2)
-    logits[0, 0] = 0.2  # class 0 wins everywhere by a wide margin
-    logits[0, 1, 0, 0] = 0.19  # class 1 close at one pixel, but never above 0.5 probability
-    out = prompt_denoise(logits, threshold=0.5)
-    probs = (100 * logits).softmax(1)
-    assert probs[0, 1].max() < 0.5 and probs[0, 0].max() > 0.5
-    torch.testing.assert_close(out[0, 0], logits[0, 0])
-    assert (out[0, 1] < -1e3).all() and (out[0, 2] < -1e3).all()
-    allweak = torch.zeros(1, 4, 2, 2)  # nobody confident: the strongest class stays
-    assert (prompt_denoise(allweak) > -1).sum() == 4
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
-def test_key_smoothing_extremes():
-    logits = torch.randn(1, 3, 2, 2)
-    probs = (100 * logits).softmax(1)
-    same = torch.ones(1, 5, 2, 2)
-    out = key_smoothing(logits, same).exp()
-    torch.testing.assert_close(out, probs.mean(dim=(2, 3), keepdim=True).expand_as(probs))
-    onehot = torch.eye(4).view(4, 2, 2).unsqueeze(0)
-    torch.testing.assert_close(key_smoothing(logits, onehot).exp(), probs)
+def _official_refine(logits, keys, pd_thresh, ks_thresh):
+    """MaskCLIP's refine_output written out pixel by pixel in numpy (prompt denoising, then key smoothing)."""
+    out = logits.astype(np.float64).copy()  # [K, h, w]
+    kcls, h, w = out.shape
+    if pd_thresh > 0:
+        probs = _softmax(100 * out, 0)
+        for c in range(kcls):
+            if probs[c].max() < pd_thresh:
+                out[c] = -100.0
+    if ks_thresh > 0:
+        p = _softmax(100 * out, 0).reshape(kcls, -1).T  # [N, K]
+        k = keys.astype(np.float64).reshape(keys.shape[0], -1).T  # [N, C]
+        k = k / np.sqrt((k ** 2).sum(axis=0, keepdims=True))  # F.normalize(k) of [N, C]: over the tokens
+        n = p.shape[0]
+        res = p.copy()
+        for i in range(n):
+            if p[i].max() < ks_thresh:
+                res[i] = sum((k[i] @ k[j]) * p[j] for j in range(n))
+        out = res.T.reshape(kcls, h, w)
+    return out
+
+
+def test_prompt_denoise_follows_the_official_rule():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 3, 4, generator=g) * 0.03
+    logits[0, 2] += 0.1  # one confident class in image 0
+    got = prompt_denoise(logits, threshold=0.5)
+    for b in range(2):
+        want = _official_refine(logits[b].numpy(), np.ones((1, 3, 4)), 0.5, 0.0)
+        np.testing.assert_allclose(got[b].numpy(), want, rtol=1e-6, atol=1e-6)
+    assert (got[0, 2] == logits[0, 2]).all() and (got[0, 0] == -100).all()
+    allweak = torch.zeros(1, 4, 2, 2)  # nobody confident: official drops all; keep_best keeps the strongest
+    assert (prompt_denoise(allweak) == -100).all() and (prompt_denoise(allweak, keep_best=True) > -1).sum() == 4
+
+
+@pytest.mark.parametrize("ks_thresh", [1.0, 0.6])
+def test_key_smoothing_equals_the_official_step_by_step(ks_thresh):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, 3, 3, generator=g) * 0.02
+    keys = torch.randn(2, 6, 3, 3, generator=g)  # non-trivial keys
+    got = key_smoothing(logits, keys, threshold=ks_thresh)
+    for b in range(2):
+        want = _official_refine(logits[b].numpy(), keys[b].numpy(), 0.0, ks_thresh)
+        np.testing.assert_allclose(got[b].numpy(), want, rtol=1e-5, atol=1e-6)
+    queries = torch.randn(2, 6, 3, 3, generator=g)
+    assert not torch.allclose(key_smoothing(logits, queries), got)  # smoothing with anything but the keys differs
+    cosine = key_smoothing(logits, keys, affinity="cosine")  # the alternative: a convex combination of probabilities
+    torch.testing.assert_close(cosine.sum(1), torch.ones(2, 3, 3))
+
+
+def test_dense_logits_refine_in_the_official_order_with_out_proj_keys(vit_teacher, images):
+    """keys = out_proj(k) of the last block, recomputed from the open_clip block; denoise before smoothing."""
+    teacher = vit_teacher
+    text = F.normalize(torch.randn(3, teacher.embed_dim, generator=torch.Generator().manual_seed(2)), dim=-1)
+    visual = teacher.model.visual
+    x = teacher.preprocess(images)
+    captured = {}
+    last = visual.transformer.resblocks[-1]
+    hook = last.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    with torch.no_grad():
+        visual(x)
+    hook.remove()
+    y = last.ln_1(captured["x"])
+    _, k, _ = F.linear(y, last.attn.in_proj_weight, last.attn.in_proj_bias).chunk(3, dim=-1)
+    k_in = k[:, 1:]
+    k = last.attn.out_proj(k)[:, 1:]
+    feats = teacher.encode_dense(images)
+    gh, gw = feats.shape[-2:]
+    keys = k.transpose(1, 2).reshape(len(images), -1, gh, gw)
+    logits = torch.einsum("bdhw,kd->bkhw", feats, text)
+    got = teacher.dense_logits(images, text, denoise=0.5, smooth=True, output_size=(gh, gw))
+    # the formulas are checked against the official step-by-step code below; here: which keys reach them
+    torch.testing.assert_close(got, refine_logits(logits, keys, 0.5, True), rtol=1e-4, atol=1e-5)
+    pre_out_proj = k_in.transpose(1, 2).reshape(len(images), -1, gh, gw)
+    assert not torch.allclose(got, refine_logits(logits, pre_out_proj, 0.5, True))
+
+
+def test_refinement_order_is_denoise_then_smooth():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(1, 5, 4, 4, generator=g) * 0.02
+    logits[0, 1, :2] += 0.05  # class 1 confident somewhere; the others mostly not
+    keys = torch.randn(1, 6, 4, 4, generator=g)
+    got = refine_logits(logits, keys, 0.5, True)
+    want = _official_refine(logits[0].numpy(), keys[0].numpy(), 0.5, 1.0)
+    np.testing.assert_allclose(got[0].numpy(), np.log(np.clip(want, 1e-12, None)) / 100, rtol=1e-4, atol=1e-5)
+    reversed_order = prompt_denoise(key_smoothing(logits, keys).clamp_min(1e-12).log() / 100, 0.5)
+    assert not torch.allclose(got, reversed_order)
 
 
 @pytest.mark.parametrize("stride,step", [(16, 2), (8, 4)])

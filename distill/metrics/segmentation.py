@@ -6,6 +6,8 @@ NaN and left out of every mean; hIoU is the harmonic mean of seen and unseen mIo
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -62,5 +64,9 @@ class OpenVocabMeanIoU(Metric):
         iou = iou * 100
         seen = _nanmean(iou[~self.unseen_mask])
         unseen = _nanmean(iou[self.unseen_mask])
-        h = 2 * seen * unseen / (seen + unseen) if seen + unseen > 0 else 0.0
+        # harmonic mean: NaN when either side has nothing to evaluate (not 0, which would read as "scored zero")
+        if math.isnan(seen) or math.isnan(unseen):
+            h = math.nan
+        else:
+            h = 2 * seen * unseen / (seen + unseen) if seen + unseen > 0 else 0.0
         return {"mIoU": _nanmean(iou), "mIoU_seen": seen, "mIoU_unseen": unseen, "hIoU": h, "IoU_per_class": iou.float()}
