@@ -84,6 +84,10 @@ class TeacherStudentModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "state_dict" not in checkpoint:
+            raise ValueError(
+                f"not a Lightning checkpoint of an ovdistill method (keys {sorted(checkpoint)[:6]}); give the last.ckpt of `ovdistill fit`"
+            )
         record = checkpoint.get(CHECKPOINT_KEY)
         if record is not None:
             if record.get("task") != self.task:

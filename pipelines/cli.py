@@ -7,6 +7,7 @@ sees the arguments, each with its own parser in the module that implements it.
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib import import_module
 from pathlib import Path
 
@@ -163,8 +164,21 @@ def main(argv: list[str] | None = None) -> int:
         module_name, _, function = PROJECT_COMMANDS[argv[0]][0].partition(":")
         return int(getattr(import_module(module_name), function or "main")(argv[1:]) or 0)
     _check_config_paths(argv)
-    # LightningCLI reads sys.argv itself when run from the shell (and warns if given both).
-    lightning_cli(None if from_shell else argv)
+    # Lightning treats `--ckpt_path last` without a last.ckpt as "start from scratch" (fit) or "use the current,
+    # untrained weights" (test) with a warning; here it is an error.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r'.*ckpt_path="last"\) is set, but there is no last checkpoint')
+        try:
+            # LightningCLI reads sys.argv itself when run from the shell (and warns if given both).
+            lightning_cli(None if from_shell else argv)
+        except Warning as warning:
+            if "no last checkpoint" not in str(warning):
+                raise
+            raise SystemExit(
+                "ovdistill: --ckpt_path last found no last.ckpt in this run's checkpoint directory (a new run gets a new "
+                "lightning_logs/version_N); give the training run's checkpoint path, e.g. "
+                "--ckpt_path lightning_logs/version_0/checkpoints/last.ckpt"
+            ) from None
     return 0
 
 

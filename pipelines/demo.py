@@ -25,6 +25,7 @@ import torch
 from pipelines.report import overlay_panel, save_overlays, write_results
 from pipelines.world import SceneConfig, WorldSpec, write_world
 
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("OVDISTILL_CACHE", Path.home() / ".cache" / "ovdistill"))
 

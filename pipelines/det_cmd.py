@@ -61,7 +61,7 @@ def main_proposals(argv: list[str]) -> int:
     parser.add_argument("--top-n", type=int, default=300, help="proposals kept per image (ViLD: 300)")
     parser.add_argument("--no-teacher-regions", action="store_true", help="store boxes only (teacher embeddings then come live)")
     args, rest = parser.parse_known_args(argv)
-    from pipelines.data.proposals_file import pack_proposals, save_proposals
+    from pipelines.data.proposals_file import file_fingerprint, pack_proposals, save_proposals
     from pipelines.offline.predict import run_pass
     from pipelines.offline.proposals import propose_batch
 
@@ -75,7 +75,7 @@ def main_proposals(argv: list[str]) -> int:
     out = Path(args.out)
     items = run_pass(trainer, module, ds, fn, args.batch_size, _parts_dir(out))
     if items is not None:
-        props = pack_proposals(items, teacher, scales)
+        props = pack_proposals(items, teacher, scales, file_fingerprint(ds.ann_file))
         print(f"wrote {save_proposals(props, out)}: {len(props['boxes'])} proposals on {len(items)} images")
     return 0
 
@@ -90,7 +90,9 @@ def main_pseudo(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     from pipelines.offline.predict import run_pass
     from pipelines.offline.pseudo_labels import (
-        save_pseudo_labels, teacher_settings, to_coco,
+        save_pseudo_labels,
+        teacher_settings,
+        to_coco,
     )
 
     module, dm, ds, trainer = _build(rest, args.ckpt, args.split)

@@ -11,9 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-from teachers import OpenCLIPTeacher
-
 from pipelines.world import WORLD_VERSION
+from teachers import OpenCLIPTeacher
 
 TEACHER_PT = "teacher.pt"
 TEACHER_JSON = "teacher.json"

@@ -7,6 +7,7 @@ atomically, the JSON last, so a directory with ``teacher.json`` always holds a c
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +18,24 @@ from pipelines.atomic import save_json, save_torch
 from pipelines.embedded_teacher import TEACHER_JSON, TEACHER_PT, load_teacher_dir
 from pipelines.world import WORLD_VERSION
 from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
+
+
+def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
+    """A run resumed from ``out`` must use the recipe it started with (its record would lie otherwise); only
+    ``steps`` may grow (training continues)."""
+    path = out / "recipe.json"
+    if resuming and path.is_file():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), v) for k, v in recipe.items() if old.get(k) != v}
+        if set(diff) == {"steps"} and recipe["steps"] > old.get("steps", 0):
+            diff = {}  # more steps of the same recipe: training continues, and the record says so
+        if diff:
+            changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{out} holds a run started with another recipe ({changes}); resuming it would train the old recipe and "
+                "record the new one. Use a new --out, or the original settings"
+            )
+    save_json(recipe, path)
 
 
 def pretrain_teacher(
@@ -45,6 +64,8 @@ def pretrain_teacher(
     )
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum}
+    check_resume_recipe(out, recipe, last.is_file())
     trainer = L.Trainer(
         max_steps=steps,
         max_epochs=-1,  # max_steps decides; a resumed run with more steps keeps going
@@ -74,7 +95,7 @@ def pretrain_teacher(
             "model_name": EMBEDDED_TEACHER_NAME,
             "model_cfg": EMBEDDED_TEACHER_CFG,
             "world_version": WORLD_VERSION,
-            "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum},
+            "recipe": recipe,
             "train_seconds": round(train_s, 1),
             "zero_shot_crop_accuracy": {"mean": accuracy, "per_class": per_class, "per_class_crops": eval_per_class},
         },

@@ -22,6 +22,7 @@ from torchvision.models.detection.transform import resize_boxes
 from .detection_backbones import build_backbone
 from .region_heads import DualBranchHead, EmbeddingBoxPredictor, EmbeddingRoIHeads
 
+
 class RegionEmbeddingDetector(FasterRCNN):
     """Faster R-CNN (FPN) emitting ``embed_dim``-d region embeddings; classes are text given at call time.
 

@@ -23,6 +23,9 @@ def check_images(images: Tensor, what: str = "images") -> None:
     if not images.is_floating_point():
         raise ValueError(f"{what} must be a float tensor with values in [0,1], got dtype {images.dtype}")
     if images.numel():
+        if not torch.isfinite(images).all():
+            bad = (~torch.isfinite(images)).nonzero()[0].tolist()
+            raise ValueError(f"{what} hold a non-finite value (NaN or inf) at index {bad}; embeddings would be NaN")
         lo, hi = float(images.min()), float(images.max())
         if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
             raise ValueError(
@@ -44,6 +47,9 @@ def check_boxes(boxes: list[Tensor], images: Tensor) -> None:
             raise ValueError(f"boxes[{i}] must be a [N,4] xyxy tensor, got {shape}")
         if not b.numel():
             continue
+        if not torch.isfinite(b).all():
+            j = int((~torch.isfinite(b)).any(dim=1).nonzero()[0])
+            raise ValueError(f"boxes[{i}][{j}] = {b[j].tolist()} is not finite")
         bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
         if bad.any():
             j = int(bad.nonzero()[0])

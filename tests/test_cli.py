@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from config_combos import combos, config_args
 
 from pipelines.cli import PROJECT_COMMANDS, main
-
-from config_combos import combos, config_args
 
 
 def test_help_lists_every_project_command(capsys):

@@ -151,7 +151,8 @@ class OpenVocabDetectionAP(_DetectionStore):
 
     def _evaluate(self, gt: dict, dets: list[dict], image_ids: list[int]) -> np.ndarray:
         if self.backend == "faster_coco_eval":
-            from faster_coco_eval import COCO, COCOeval_faster as COCOeval
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
         else:
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval

@@ -17,10 +17,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from distill.vocabulary import Vocabulary
-from .proposals_file import load_proposals
 
+from .batches import check_batches
 from .coco_det import CocoDetection, detection_collate, load_coco
 from .det_splits import split_classes
+from .proposals_file import file_fingerprint, load_proposals
 
 
 def resolve_path(root: Path, path: str, what: str) -> Path:
@@ -33,6 +34,24 @@ def resolve_path(root: Path, path: str, what: str) -> Path:
             "or one relative to the data root)"
         )
     return full
+
+
+def check_proposals(meta: dict, proposals: dict, ds: CocoDetection) -> None:
+    """A proposals file must come from this annotation file and hold boxes inside their images."""
+    source = meta.get("source")
+    if source and source != file_fingerprint(ds.ann_file):
+        raise ValueError(
+            f"proposals file {meta.get('path')} was computed on another annotation file than {ds.ann_file} "
+            f"(fingerprint {source} vs {file_fingerprint(ds.ann_file)}): same image ids, other images; recompute it"
+        )
+    for image_id, boxes in proposals.items():
+        info = ds.coco.imgs[image_id]
+        w, h = info.get("width"), info.get("height")
+        if len(boxes) and w and h and (boxes[:, 2].max() > w + 1 or boxes[:, 3].max() > h + 1 or boxes[:, :2].min() < -1):
+            raise ValueError(
+                f"proposals file {meta.get('path')}: boxes of image {image_id} reach {boxes.max(0).values.tolist()} outside its "
+                f"size {w}x{h}; it belongs to other images"
+            )
 
 
 def pseudo_label_info(coco_json: dict) -> dict:
@@ -151,6 +170,8 @@ class CocoDetDataModule(L.LightningDataModule):
                 self.root / hp.train_images, resolve_path(self.root, hp.train_ann, "annotation file"), self.class_names,
                 self.novel, train=True, extras=extras, flip=hp.flip, **common,
             )
+            if extras is not None:
+                check_proposals(self.proposals_meta, extras["proposals"], ds)
             if hp.pseudo_labels:
                 path = resolve_path(self.root, hp.pseudo_labels, "pseudo-label file")
                 ds.pseudo = load_pseudo_labels(path, self.vocabulary, ds.coco.imgs)
@@ -169,7 +190,9 @@ class CocoDetDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self):
-        return self._loader(self.dataset("train"), self.cfg.batch_size, True)
+        ds = self.dataset("train")
+        check_batches(len(ds), self.cfg.batch_size, getattr(self, "trainer", None))
+        return self._loader(ds, self.cfg.batch_size, True)
 
     def val_dataloader(self):
         return self._loader(self.dataset("val"), self.cfg.eval_batch_size, False)

@@ -9,6 +9,7 @@ File layout (``torch.save`` of plain tensors, loaded with ``weights_only=True``)
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -18,9 +19,20 @@ from pipelines.atomic import save_torch
 FORMAT = "ovdistill-proposals/1"
 
 
-def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5)) -> dict:
-    """The file's dict from per-image ``{"image_id", "boxes", "objectness"[, "regions"]}`` items."""
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 (16 hex) of a file: what a proposals file was computed from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: str = "") -> dict:
+    """The file's dict from per-image ``{"image_id", "boxes", "objectness"[, "regions"]}`` items; ``source`` is the
+    fingerprint of the annotation file whose images they were computed on."""
     out = {
+        "source": source,
         "format": FORMAT,
         "image_ids": torch.tensor([int(i["image_id"]) for i in items], dtype=torch.long),
         "counts": torch.tensor([len(i["boxes"]) for i in items], dtype=torch.long),
@@ -60,7 +72,7 @@ def load_proposals(path: str | Path) -> dict[str, dict]:
             raise ValueError(f"{path}: teacher_regions has shape {tuple(regions.shape)} for {len(data['boxes'])} boxes")
         out["teacher_regions"] = dict(zip(ids, regions.float().split(counts)))
     out["meta"] = {
-        "path": str(path), "teacher": data.get("teacher", ""), "scales": list(data.get("scales", [])),
+        "path": str(path), "teacher": data.get("teacher", ""), "scales": list(data.get("scales", [])), "source": data.get("source", ""),
         "teacher_dim": int(data["teacher_regions"].shape[1]) if "teacher_regions" in data else None,
     }
     return out

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .seg_folder import SegFolderDataset
 from distill.vocabulary import Vocabulary
 
+from .batches import check_batches
+from .seg_folder import SegFolderDataset
 from .seg_presets import get_preset
 
 
@@ -134,6 +135,7 @@ class SegFolderDataModule(L.LightningDataModule):
     def train_dataloader(self):
         hp = self.hparams
         ds = SegTrainTransform(self.dataset("train"), hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index)
+        check_batches(len(ds), hp.batch_size, self.trainer)
         return self._loader(ds, hp.batch_size, True)
 
     def val_dataloader(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from distill.regions import teacher_region_embeddings
-from pipelines.data.proposals_file import pack_proposals
+from pipelines.data.proposals_file import file_fingerprint, pack_proposals
 
 from .batches import batches
 
@@ -31,4 +31,5 @@ def compute_proposals(detector, dataset, top_n: int = 100, teacher=None, scales=
     items = []
     for images, targets in batches(dataset, batch_size, progress):
         items += propose_batch(detector, teacher, [i.to(device) for i in images], targets, top_n, scales)
-    return pack_proposals([{k: (v.cpu() if torch.is_tensor(v) else v) for k, v in i.items()} for i in items], teacher, scales)
+    items = [{k: (v.cpu() if torch.is_tensor(v) else v) for k, v in i.items()} for i in items]
+    return pack_proposals(items, teacher, scales, file_fingerprint(dataset.ann_file))

@@ -84,7 +84,10 @@ def _split_records(spec: WorldSpec, split: str, n: int, root: Path, progress: bo
 
 def write_world(spec: WorldSpec, out: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> Path:
     """Generate ``spec`` into ``out``; reuse it if ``out`` already holds exactly this world."""
-    out = Path(out)
+    out = Path(out).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise WorldExistsError(f"--out {str(out)!r} is the working directory or one above it; give a new directory such as data/world")
     manifest = out / MANIFEST
     if out.exists() and any(out.iterdir()):
         if manifest.is_file():

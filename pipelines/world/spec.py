@@ -25,6 +25,10 @@ class WorldSpec:
         self.classes, self.novel = tuple(self.classes), tuple(self.novel)
         if isinstance(self.scene, dict):
             self.scene = SceneConfig(**self.scene)
+        for what, names in (("classes", self.classes), ("novel", self.novel)):
+            dup = sorted({c for c in names if names.count(c) > 1})
+            if dup:
+                raise ValueError(f"--{what} names {dup} more than once")
         unknown = [c for c in self.classes if c not in SHAPES]
         if unknown:
             raise ValueError(f"world classes {unknown} are not shapes the generator can draw ({SHAPES})")
