@@ -22,15 +22,15 @@ from torchvision.ops import box_iou
 
 from distill.det_modules import ViLD
 from distill.seg_modules import MaskCLIPPlus
-from pipelines.bench_trainer import bench_trainer
+from pipelines.bench.detection import world_detector
+from pipelines.bench.mission import default_cache_dir, demo_spec
+from pipelines.bench.segmentation import world_student
+from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.seg_datamodule import WorldSegDataModule
-from pipelines.demo import default_cache_dir, demo_spec
-from pipelines.det_bench import world_detector
-from pipelines.embedded_teacher import load_shipped_teacher, save_trunk_weights
 from pipelines.offline.pseudo_labels import teacher_pseudo_labels
-from pipelines.seg_bench import world_student
 from pipelines.world import write_world
+from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 
 def _validate(module, dm, steps):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from .det_losses import crop_class_scores, remap_labels, vild_image_loss
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
 from .teacher_student import TeacherStudentModule
@@ -78,16 +79,9 @@ class OpenVocabDetModule(TeacherStudentModule):
     def train_targets(self, targets: list[dict]) -> list[dict]:
         """Targets relabelled 1..K over ``train_classes()`` (0 is background in torchvision)."""
         classes = self.train_classes()
-        lut = torch.full((len(self.class_names),), -1, dtype=torch.long, device=self.device)
-        lut[classes] = torch.arange(1, len(classes) + 1, device=self.device)
-        out = []
-        for t in targets:
-            labels = lut[t["labels"]]
-            if (labels < 0).any():
-                bad = sorted({self.class_names[i] for i in t["labels"][labels < 0].tolist()})
-                raise ValueError(f"image {t.get('image_id')}: training boxes of classes {bad} outside the training vocabulary")
-            out.append({"boxes": t["boxes"], "labels": labels})
-        return out
+        return [
+            {"boxes": t["boxes"], "labels": remap_labels(t["labels"], classes, self.class_names, t.get("image_id"))} for t in targets
+        ]
 
     def train_text(self) -> Tensor:
         return self.text[self.train_classes()]
@@ -121,22 +115,12 @@ class OpenVocabDetModule(TeacherStudentModule):
     def predict_step(self, batch, batch_idx):
         return self.detect(batch[0])
 
-    def _log_metric(self, metric, prefix: str) -> dict:
+    def metric_results(self, metric) -> dict:
         out = metric.compute()
         if self.lvis_metric is not None:
             out.update({f"lvis_{k}": v for k, v in self.lvis_metric.compute().items()})
             self.lvis_metric.reset()
-        scalars = {f"{prefix}/{k}": v for k, v in out.items() if not isinstance(v, Tensor)}
-        self.log_dict(scalars, prog_bar=prefix == "val", rank_zero_only=False, sync_dist=False)
-        self.last_metrics = {prefix: out}
-        metric.reset()
         return out
-
-    def on_validation_epoch_end(self):
-        self._log_metric(self.val_metric, "val")
-
-    def on_test_epoch_end(self):
-        self._log_metric(self.test_metric, "test")
 
 
 def check_region_teacher(meta: dict, teacher) -> None:
@@ -201,9 +185,7 @@ class ViLD(OpenVocabDetModule):
             regions, teacher = self.image_targets(images, targets)
             head = "image" if hp.ensemble else "text"
             losses, emb = self.student.forward_with_regions(images, tgt, self.train_text(), regions, head)
-            # ViLD: L1 over embedding dimensions, averaged over regions
-            image_loss = (emb - teacher).abs().sum(-1).mean() if len(emb) else emb.sum()
-            losses["loss_vild_image"] = hp.image_weight * image_loss
+            losses["loss_vild_image"] = hp.image_weight * vild_image_loss(emb, teacher)
         else:
             losses = self.student(images, tgt, text=self.train_text())
         loss = sum(losses.values())
@@ -270,11 +252,11 @@ class TeacherOnProposals(OpenVocabDetModule):
         boxes, objectness = self.student.propose(images)
         boxes = [b[: hp.top_proposals] for b in boxes]
         objectness = [o[: hp.top_proposals] for o in objectness]
-        emb = teacher_region_embeddings(self.teacher, images, boxes, hp.region_scales)
-        probs = (hp.teacher_scale * emb @ self.text.T).softmax(-1).split([len(b) for b in boxes])
+        emb = teacher_region_embeddings(self.teacher, images, boxes, hp.region_scales).split([len(b) for b in boxes])
         out = []
-        for b, o, p in zip(boxes, objectness, probs):
-            scores = (p * o[:, None]).flatten()
+        for b, o, e in zip(boxes, objectness, emb):
+            p = crop_class_scores(e, self.text, o, hp.teacher_scale)
+            scores = p.flatten()
             labels = torch.arange(p.shape[1], device=p.device).repeat(len(b))
             rep = b.repeat_interleave(p.shape[1], 0)
             keep = batched_nms(rep, scores, labels, hp.nms_iou)[: hp.max_detections]

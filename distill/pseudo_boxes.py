@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, box_iou
 
+from .det_losses import crop_class_scores
+
 
 def select_pseudo_boxes(
     boxes: Tensor,
@@ -34,6 +36,4 @@ def select_pseudo_boxes(
 
 def teacher_box_scores(region_embeddings: Tensor, text: Tensor, objectness: Tensor, scale: float = 100.0) -> tuple[Tensor, Tensor]:
     """(score, label) per proposal: the teacher's top class over *all* names times the proposal's objectness."""
-    probs = (scale * region_embeddings @ text.T).softmax(-1)
-    p, labels = probs.max(1)
-    return p * objectness, labels
+    return crop_class_scores(region_embeddings, text, objectness, scale).max(1)

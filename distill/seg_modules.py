@@ -123,20 +123,6 @@ class OpenVocabSegModule(TeacherStudentModule):
     def predict_step(self, batch, batch_idx):
         return self.predict_logits(batch["image"]).argmax(1)
 
-    def _log_metric(self, metric: OpenVocabMeanIoU, prefix: str) -> dict:
-        out = metric.compute()
-        scalars = {f"{prefix}/{k}": v for k, v in out.items() if k != "IoU_per_class"}
-        self.log_dict(scalars, prog_bar=prefix == "val")
-        self.last_metrics = {prefix: out}
-        metric.reset()
-        return out
-
-    def on_validation_epoch_end(self):
-        self._log_metric(self.val_metric, "val")
-
-    def on_test_epoch_end(self):
-        self._log_metric(self.test_metric, "test")
-
     def configure_optimizers(self):
         """AdamW; a pre-trained encoder (``student.net.encoder``) may get its own ``encoder_lr`` (LSeg uses a
         lower backbone rate)."""

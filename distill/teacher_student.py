@@ -4,7 +4,7 @@ and checkpoints that leave the teacher out but record which teacher and vocabula
 from __future__ import annotations
 
 import lightning as L
-from torch import nn
+from torch import Tensor, nn
 
 from .vocabulary import Vocabulary
 
@@ -67,6 +67,25 @@ class TeacherStudentModule(L.LightningModule):
             self._buffers[name] = value
         else:
             self.register_buffer(name, value, persistent=False)
+
+    # ------------------------------------------------------------------ evaluation
+    def metric_results(self, metric) -> dict:
+        return metric.compute()
+
+    def _log_metric(self, metric, prefix: str) -> dict:
+        """Log the (already DDP-synced) metric's scalars; NaN stays NaN ("nothing to evaluate", not "scored 0")."""
+        out = self.metric_results(metric)
+        scalars = {f"{prefix}/{k}": v for k, v in out.items() if not isinstance(v, Tensor)}
+        self.log_dict(scalars, prog_bar=prefix == "val", sync_dist=False)
+        self.last_metrics = {prefix: out}
+        metric.reset()
+        return out
+
+    def on_validation_epoch_end(self):
+        self._log_metric(self.val_metric, "val")
+
+    def on_test_epoch_end(self):
+        self._log_metric(self.test_metric, "test")
 
     def held_out_names(self) -> list[str]:
         return list(self.vocabulary.held_out) if self.vocabulary is not None else []

@@ -13,12 +13,12 @@ from pathlib import Path
 
 # command -> ("module" or "module:function", short help); the function (default ``main``) takes argv.
 PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("pipelines.demo", "run the whole mission offline on the synthetic world and print a results table"),
-    "proposals": ("pipelines.det_cmd:main_proposals", "store a base-trained RPN's proposals + teacher region embeddings (ViLD-image)"),
-    "pseudo-label": ("pipelines.det_cmd:main_pseudo", "write novel-class pseudo boxes (teacher or detector labeller) as COCO JSON"),
-    "pretrain-teacher": ("pipelines.teacher_cmd", "contrastively pre-train the embedded teacher on captioned world scenes"),
-    "teacher-trunk": ("pipelines.teacher_cmd:main_trunk", "export the embedded teacher's image trunk as student backbone weights"),
-    "world": ("pipelines.world_cmd", "generate the synthetic open-vocabulary world (images, masks, boxes, captions)"),
+    "demo": ("pipelines.commands.demo", "run the whole mission offline on the synthetic world and print a results table"),
+    "proposals": ("pipelines.commands.proposals", "store a base-trained RPN's proposals + teacher region embeddings (ViLD-image)"),
+    "pseudo-label": ("pipelines.commands.pseudo_label", "write novel-class pseudo boxes (teacher or detector labeller) as COCO JSON"),
+    "pretrain-teacher": ("pipelines.commands.teacher", "contrastively pre-train the embedded teacher on captioned world scenes"),
+    "teacher-trunk": ("pipelines.commands.teacher:main_trunk", "export the embedded teacher's image trunk as student backbone weights"),
+    "world": ("pipelines.commands.world", "generate the synthetic open-vocabulary world (images, masks, boxes, captions)"),
 }
 
 

@@ -79,7 +79,7 @@ def test_nan_images_and_boxes_are_refused(rn_teacher):
 
 
 def test_world_spec_refusals(tmp_path, monkeypatch):
-    from pipelines.world_cmd import main as world_main
+    from pipelines.commands.world import main as world_main
 
     assert world_main(["--out", str(tmp_path / "w"), "--classes", "circle", "circle", "square", "--novel", "square"]) == 2
     assert world_main(["--out", str(tmp_path / "w"), "--novel", "star", "star"]) == 2
@@ -112,7 +112,7 @@ def test_ckpt_path_last_without_a_checkpoint_is_an_error(tiny_world, tmp_path, m
 
 
 def test_pretrain_recipe_change_on_resume_is_refused(tmp_path):
-    from pipelines.teacher_cmd import check_resume_recipe
+    from pipelines.world.pretrain_run import check_resume_recipe
 
     recipe = {"steps": 10, "batch_size": 16, "lr": 1e-3, "seed": 0, "curriculum_steps": 3}
     check_resume_recipe(tmp_path, recipe, resuming=False)
@@ -140,7 +140,7 @@ def test_proposals_of_other_images_are_refused(tiny_world, tmp_path):
 
 
 def test_failed_writes_leave_earlier_files_intact_and_stale_temps_are_cleaned(tmp_path):
-    from pipelines.atomic import save_json
+    from pipelines.data.atomic import save_json
 
     target = tmp_path / "pseudo.json"
     save_json({"round": 1}, target)

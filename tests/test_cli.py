@@ -63,7 +63,7 @@ def test_old_config_names_say_the_new_spelling():
 def test_teacher_trunk_initialises_both_students(tmp_path):
     import torch
 
-    from pipelines.embedded_teacher import load_shipped_teacher
+    from pipelines.world.teacher import load_shipped_teacher
     from students import PixelEmbeddingSegmenter, RegionEmbeddingDetector
 
     assert main(["teacher-trunk", "--out", str(tmp_path / "smp.pt")]) == 0

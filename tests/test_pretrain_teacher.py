@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from pipelines.embedded_teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
-from pipelines.teacher_cmd import pretrain_teacher
 from pipelines.world import SHAPES
 from pipelines.world.pretrain_data import CaptionedScenes, collate_captions
+from pipelines.world.pretrain_run import pretrain_teacher
+from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
 from pipelines.world.zeroshot import crop_accuracy
 
 

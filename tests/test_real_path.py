@@ -12,7 +12,7 @@ from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 
 
 def test_openai_weights_get_quick_gelu():
-    from teachers.openclip import _needs_quick_gelu
+    from teachers.factory import _needs_quick_gelu
 
     with pytest.warns(UserWarning, match="trained with QuickGELU"):
         assert _needs_quick_gelu("ViT-B-16", "openai") is True
@@ -23,7 +23,7 @@ def test_openai_weights_get_quick_gelu():
 
 
 def test_sequence_first_open_clip_is_refused(rn_teacher):
-    from teachers.openclip import check_open_clip_layout
+    from teachers.factory import check_open_clip_layout
 
     vit = make_teacher("layout-vit", {"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
                                       "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}})

@@ -11,8 +11,8 @@ import warnings
 import lightning as L
 import pytest
 
-from pipelines.embedded_teacher import load_shipped_teacher, save_trunk_weights
 from pipelines.world import SceneConfig, WorldSpec, write_world
+from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 SEG_STEPS, DET_STEPS = 80, 80
 SEG_MARGIN, SEG_DISTILL_MARGIN, DET_MARGIN = 1.0, 2.0, 5.0
@@ -30,7 +30,7 @@ def setting(tmp_path_factory):
 
 @pytest.mark.slow
 def test_segmentation_distillation_beats_lseg_on_unseen(setting):
-    from pipelines.seg_bench import run_seg_methods
+    from pipelines.bench.segmentation import run_seg_methods
 
     world, teacher, trunk, _ = setting
     with warnings.catch_warnings():
@@ -45,7 +45,7 @@ def test_segmentation_distillation_beats_lseg_on_unseen(setting):
 
 @pytest.mark.slow
 def test_vild_ensemble_and_pseudo_boxes_find_novel_objects(setting):
-    from pipelines.det_bench import run_det_methods
+    from pipelines.bench.detection import run_det_methods
 
     world, teacher, trunk, root = setting
     L.seed_everything(0)

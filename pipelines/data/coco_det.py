@@ -15,10 +15,10 @@ import logging
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
-from torchvision.transforms.functional import pil_to_tensor
+
+from .images import read_image
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,6 @@ def default_image_key(coco: COCO) -> str:
     """LVIS JSONs (categories with an r/c/f ``frequency``) are found from ``coco_url``; COCO from ``file_name``."""
     cats = coco.dataset.get("categories", [])
     return "coco_url" if cats and all("frequency" in c for c in cats) else "file_name"
-
-
-def read_image(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            return pil_to_tensor(im.convert("RGB")).float() / 255
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
 
 
 class CocoDetection(Dataset):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.atomic import save_torch
+from pipelines.data.atomic import save_torch
 
 FORMAT = "ovdistill-proposals/1"
 

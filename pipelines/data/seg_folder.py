@@ -12,19 +12,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from .images import read_image
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """RGB ``[3,H,W]`` float in [0,1]; a corrupt or missing file raises naming it."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
 
 
 def read_label(path: Path, num_classes: int, ignore_index: int = 255, reduce_zero_label: bool = False) -> torch.Tensor:

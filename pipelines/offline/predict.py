@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from pipelines.atomic import save_torch
+from pipelines.data.atomic import save_torch
 from pipelines.data.coco_det import detection_collate
 
 

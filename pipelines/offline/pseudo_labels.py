@@ -15,7 +15,7 @@ import torch
 
 from distill.pseudo_boxes import select_pseudo_boxes, teacher_box_scores
 from distill.regions import teacher_region_embeddings
-from pipelines.atomic import save_json
+from pipelines.data.atomic import save_json
 
 from .batches import batches
 

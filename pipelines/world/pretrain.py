@@ -14,17 +14,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from teachers import OpenCLIPTeacher
-from teachers.openclip import register_model_cfg
+from teachers.factory import register_model_cfg
 
 from .pretrain_data import CaptionedScenes, collate_captions
 from .shapes import SHAPES
 from .zeroshot import crop_accuracy
 
 #: The embedded teacher: a timm ResNet-10-T image tower (average pool + linear projection) at 64 px and a
-#: small text transformer (fp16 export: ~13 MB). Measured on 2 CPU cores, 150 supervised steps of shape
-#: classification: a tiny open_clip ViT stayed at chance (19%), a tiny ModifiedResNet reached 37-43%, a
-#: torchvision ResNet-18 80%. Its dense map is the projection at every position, at output stride 8
-#: (see teachers.dense).
+#: small text transformer, chosen over tiny open_clip ViT / ModifiedResNet towers because it learns shapes at
+#: CPU budgets (README, "The synthetic world"). Its dense map is the projection at every position, at output
+#: stride 8 (see teachers.dense).
 EMBEDDED_TEACHER_NAME = "ovdistill-world-r10t"
 EMBEDDED_TEACHER_CFG = {
     "embed_dim": 128,
@@ -63,7 +62,7 @@ class CLIPPretrainer(L.LightningModule):
         trunk = getattr(self.model.visual, "trunk", None)
         if hasattr(trunk, "init_weights"):
             # timm zero-initialises the last BN of every residual block; from scratch on a short run that
-            # cost most of the early progress (shape probe, 100 steps: 25% with it, 56% without)
+            # stalls early progress
             try:
                 trunk.init_weights(zero_init_last=False)
             except TypeError:

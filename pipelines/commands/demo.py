@@ -12,81 +12,17 @@ pre-training steps.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from pipelines.report import overlay_panel, save_overlays, write_results
-from pipelines.world import SceneConfig, WorldSpec, write_world
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("OVDISTILL_CACHE", Path.home() / ".cache" / "ovdistill"))
-
-
-def demo_spec(quick: bool, seed: int) -> WorldSpec:
-    splits = {"train": 64, "val": 16, "test": 24} if quick else {"train": 1200, "val": 200, "test": 300}
-    return WorldSpec(seed=seed, splits=splits, scene=SceneConfig(image_size=96))
-
-
-def _teacher(args, cache: Path):
-    from pipelines.embedded_teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
-    from pipelines.teacher_cmd import pretrain_teacher
-
-    if args.quick:
-        # check the pre-training stage end to end (a few steps, thrown away) without paying for a real run
-        with tempfile.TemporaryDirectory() as tmp:
-            pretrain_teacher(tmp, steps=3, batch_size=16, eval_per_class=2, progress=False, num_workers=0)
-            load_teacher_dir(tmp)
-        print("[teacher] pre-training stage checked (3 steps)")
-    if shipped_teacher_available() and not args.retrain_teacher:
-        teacher, meta = load_shipped_teacher()
-        print(f"[teacher] shipped embedded teacher {teacher.name}")
-        return teacher, meta
-    out = cache / "teacher"
-    if not (out / "teacher.json").is_file():
-        print(f"[teacher] pre-training the embedded teacher into {out} ({args.teacher_steps} steps)")
-        pretrain_teacher(out, steps=args.teacher_steps)
-    teacher, meta = load_teacher_dir(out)
-    print(f"[teacher] {teacher.name} from {out}")
-    return teacher, meta
-
-
-def _crop_row(teacher, world: Path, quick: bool) -> dict:
-    from pipelines.world import load_spec
-    from pipelines.world.zeroshot import crop_accuracy
-
-    spec = load_spec(world)
-    acc, per_class = crop_accuracy(teacher, spec.classes, per_class=5 if quick else 40)
-    row = {"method": "teacher zero-shot (crops)", "accuracy": acc}
-    row.update({c: per_class[c] for c in spec.classes})
-    row["novel mean"] = sum(per_class[c] for c in spec.novel) / len(spec.novel)
-    return row
-
-
-@torch.no_grad()
-def _overlays(modules: dict, world: Path, out: Path, n: int = 6) -> list[Path]:
-    """One sheet per method: image | ground truth | prediction for the first test images."""
-    from pipelines.data.seg_folder import SegFolderDataset
-
-    paths = []
-    for name, module in modules.items():
-        names = module.class_names
-        ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
-        module.eval()
-        panels = []
-        for i in range(min(n, len(ds))):
-            item = ds[i]
-            pred = module.predict_logits(item["image"][None]).argmax(1)[0]
-            panels.append(overlay_panel(item["image"], item["label"], pred, names))
-        paths.append(save_overlays(out / "overlays" / f"{name}.png", panels))
-    return paths
+from pipelines.bench.mission import crop_row, default_cache_dir, demo_spec, mission_teacher, save_method_overlays
+from pipelines.bench.report import write_results
+from pipelines.world import write_world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,27 +49,27 @@ def main(argv: list[str] | None = None) -> int:
     world = write_world(spec, cache / f"world-{spec.fingerprint()}")
     print(f"[world] {world}: {spec.splits}; base={list(spec.base)} novel={list(spec.novel)}")
 
-    teacher, meta = _teacher(args, cache)
-    crop_row = _crop_row(teacher, world, args.quick)
-    print(f"[teacher] zero-shot crop accuracy {crop_row['accuracy']:.1f}% (novel {crop_row['novel mean']:.1f}%)")
+    teacher, meta = mission_teacher(cache, args.quick, args.retrain_teacher, args.teacher_steps)
+    teacher_row = crop_row(teacher, world, args.quick)
+    print(f"[teacher] zero-shot crop accuracy {teacher_row['accuracy']:.1f}% (novel {teacher_row['novel mean']:.1f}%)")
 
-    from pipelines.embedded_teacher import save_trunk_weights
+    from pipelines.world.teacher import save_trunk_weights
 
     # the teacher's trunk initialises the students (the world's stand-in for ImageNet / CLIP weights)
     trunk = {layout: save_trunk_weights(teacher, out / "init" / f"trunk_{layout}.pt", layout) for layout in ("smp", "timm")}
     crop_cols = ["method", "accuracy", *spec.classes, "novel mean"]
-    sections = {"Teacher zero-shot crop classification (accuracy %, held-out single-object crops)": ([crop_row], crop_cols)}
+    sections = {"Teacher zero-shot crop classification (accuracy %, held-out single-object crops)": ([teacher_row], crop_cols)}
     overlays = []
     if "seg" not in args.skip:
-        from pipelines.seg_bench import SEG_COLUMNS, run_seg_methods
+        from pipelines.bench.segmentation import SEG_COLUMNS, run_seg_methods
 
         seg_steps = 8 if args.quick else args.seg_steps
         print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
         seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]))
         sections["Segmentation on the world's test split (mIoU %, unseen = novel classes)"] = (seg_rows, SEG_COLUMNS)
-        overlays = _overlays(seg_modules, world, out)
+        overlays = save_method_overlays(seg_modules, world, out)
     if "det" not in args.skip:
-        from pipelines.det_bench import DET_COLUMNS, run_det_methods
+        from pipelines.bench.detection import DET_COLUMNS, run_det_methods
 
         det_steps = 6 if args.quick else args.det_steps
         print(f"[detection] {det_steps}-step training of base-only, ViLD-text, ViLD, ViLD-ensemble, pseudo-box detectors")

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
-from pipelines.bench_trainer import bench_trainer, result_row
+from pipelines.bench.trainer import bench_trainer, result_row
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import load_proposals, save_proposals
 from pipelines.offline.proposals import compute_proposals
@@ -26,9 +26,8 @@ DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
 def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False, tau: float = 0.05) -> RegionEmbeddingDetector:
     """Faster R-CNN on the teacher's trunk architecture (timm ResNet-10-T), sized for 96 px scenes.
 
-    tau = 0.05 rather than ViLD's 0.01: with a 128-d teacher and a few hundred CPU steps, 0.01 saturates
-    the softmax and the classifier barely moves (measured: base AP50 1.7 after 200 steps vs 25.6 after
-    120 steps at 0.05).
+    ``tau`` (ViLD: 0.01) and the other world settings are chosen on the val split by
+    ``benchmarks/choose_on_val.py``; the README gives its table.
     """
     torch.manual_seed(seed)
     return RegionEmbeddingDetector(
@@ -50,9 +49,8 @@ def run_det_methods(
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
-    ``pseudo_gold_iou`` = 0.1: world scenes rarely stack a novel shape on a base one, and the teacher
-    calls partial crops of base shapes "heart"; measured on the test split, dropping proposals that touch
-    a gold base box lifts pseudo-box precision from 30% to 58% at the same recall (27%).
+    ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
+    (``benchmarks/choose_on_val.py``).
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,21 @@
-"""``ovdistill pretrain-teacher``: train the embedded teacher and export it as an open_clip checkpoint.
+"""Pre-training of the embedded teacher (open_clip's contrastive loss on captioned world scenes) and its export.
 
-Training is resumable: Lightning checkpoints go to ``OUT/checkpoints`` (``last.ckpt``) and a second run
-with the same ``--out`` continues from there. The export (``teacher.pt`` + ``teacher.json``) is written
-atomically, the JSON last, so a directory with ``teacher.json`` always holds a complete teacher.
+Training is resumable: Lightning checkpoints go to ``OUT/checkpoints`` (``last.ckpt``) and a second run with the
+same ``OUT`` continues from there (with the recipe it started with). The export (``teacher.pt`` + ``teacher.json``)
+is written atomically, the JSON last, so a directory with ``teacher.json`` always holds a complete teacher.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
 from pathlib import Path
 
-import torch
+from pipelines.data.atomic import save_json, save_torch
 
-from pipelines.atomic import save_json, save_torch
-from pipelines.embedded_teacher import TEACHER_JSON, TEACHER_PT, load_teacher_dir
-from pipelines.world import WORLD_VERSION
-from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
+from .pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
+from .spec import WORLD_VERSION
+from .teacher import TEACHER_JSON, TEACHER_PT
 
 
 def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
@@ -102,37 +100,3 @@ def pretrain_teacher(
         out / TEACHER_JSON,
     )
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ovdistill pretrain-teacher", description=__doc__)
-    parser.add_argument("--out", required=True, help="directory for checkpoints and the exported teacher")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fp32", action="store_true", help="export fp32 weights (default: fp16, half the size)")
-    args = parser.parse_args(argv)
-    torch.set_float32_matmul_precision("high")
-    out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32)
-    teacher, meta = load_teacher_dir(out)
-    acc = meta["zero_shot_crop_accuracy"]
-    print(f"teacher {teacher.name}: zero-shot crop accuracy {acc['mean']:.1f}%")
-    for name, value in acc["per_class"].items():
-        print(f"  {name:<10} {value:5.1f}%")
-    return 0
-
-
-def main_trunk(argv: list[str] | None = None) -> int:
-    """``ovdistill teacher-trunk --out FILE``: the embedded teacher's image trunk as student initial weights."""
-    from pipelines.embedded_teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
-
-    parser = argparse.ArgumentParser(prog="ovdistill teacher-trunk", description=main_trunk.__doc__)
-    parser.add_argument("--out", required=True, help="weights file to write")
-    parser.add_argument("--layout", choices=("smp", "timm"), default="smp",
-                        help="smp: PixelEmbeddingSegmenter(encoder_name='tu-resnet10t'); timm: RegionEmbeddingDetector(backbone='timm:resnet10t')")
-    parser.add_argument("--teacher", default=None, help="a pretrain-teacher output directory (default: the shipped teacher)")
-    args = parser.parse_args(argv)
-    teacher, _ = load_teacher_dir(args.teacher) if args.teacher else load_shipped_teacher()
-    print(f"wrote {save_trunk_weights(teacher, args.out, args.layout)}")
-    return 0

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipelines.atomic import save_json, save_text
+from pipelines.data.atomic import save_json, save_text
 
 _PALETTE = np.array(
     [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),

@@ -1,0 +1,75 @@
+"""The demo's mission as library code: its world, its teacher, the teacher's zero-shot row, prediction overlays."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pipelines.bench.report import overlay_panel, save_overlays
+from pipelines.world import SceneConfig, WorldSpec
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("OVDISTILL_CACHE", Path.home() / ".cache" / "ovdistill"))
+
+
+def demo_spec(quick: bool, seed: int) -> WorldSpec:
+    splits = {"train": 64, "val": 16, "test": 24} if quick else {"train": 1200, "val": 200, "test": 300}
+    return WorldSpec(seed=seed, splits=splits, scene=SceneConfig(image_size=96))
+
+
+def mission_teacher(cache: Path, quick: bool, retrain: bool, teacher_steps: int):
+    """The shipped embedded teacher (or one pre-trained into the cache); ``quick`` also checks pre-training."""
+    from pipelines.world.pretrain_run import pretrain_teacher
+    from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
+
+    if quick:
+        # check the pre-training stage end to end (a few steps, thrown away) without paying for a real run
+        with tempfile.TemporaryDirectory() as tmp:
+            pretrain_teacher(tmp, steps=3, batch_size=16, eval_per_class=2, progress=False, num_workers=0)
+            load_teacher_dir(tmp)
+        print("[teacher] pre-training stage checked (3 steps)")
+    if shipped_teacher_available() and not retrain:
+        teacher, meta = load_shipped_teacher()
+        print(f"[teacher] shipped embedded teacher {teacher.name}")
+        return teacher, meta
+    out = cache / "teacher"
+    if not (out / "teacher.json").is_file():
+        print(f"[teacher] pre-training the embedded teacher into {out} ({teacher_steps} steps)")
+        pretrain_teacher(out, steps=teacher_steps)
+    teacher, meta = load_teacher_dir(out)
+    print(f"[teacher] {teacher.name} from {out}")
+    return teacher, meta
+
+
+def crop_row(teacher, world: Path, quick: bool) -> dict:
+    from pipelines.world import load_spec
+    from pipelines.world.zeroshot import crop_accuracy
+
+    spec = load_spec(world)
+    acc, per_class = crop_accuracy(teacher, spec.classes, per_class=5 if quick else 40)
+    row = {"method": "teacher zero-shot (crops)", "accuracy": acc}
+    row.update({c: per_class[c] for c in spec.classes})
+    row["novel mean"] = sum(per_class[c] for c in spec.novel) / len(spec.novel)
+    return row
+
+
+@torch.no_grad()
+def save_method_overlays(modules: dict, world: Path, out: Path, n: int = 6) -> list[Path]:
+    """One sheet per method: image | ground truth | prediction for the first test images."""
+    from pipelines.data.seg_folder import SegFolderDataset
+
+    paths = []
+    for name, module in modules.items():
+        names = module.class_names
+        ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
+        module.eval()
+        panels = []
+        for i in range(min(n, len(ds))):
+            item = ds[i]
+            pred = module.predict_logits(item["image"][None]).argmax(1)[0]
+            panels.append(overlay_panel(item["image"], item["label"], pred, names))
+        paths.append(save_overlays(out / "overlays" / f"{name}.png", panels))
+    return paths

@@ -1,0 +1,58 @@
+"""``ovdistill pseudo-label``: novel-class pseudo boxes as a COCO JSON (ground-truth category ids, round and labeller in
+``info.ovdistill``), from the teacher over a base detector's proposals (``--labeller teacher``, round one) or from a
+trained detector's own detections (``--labeller detector``, later rounds), through ``Trainer.predict``:
+
+    ovdistill pseudo-label -c configs/det/real.yaml -c configs/det/data/ov_coco.yaml -c configs/det/method/vild_text.yaml \
+        --ckpt RUN/checkpoints/last.ckpt --out data/coco/pseudo_labels_train.json
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from .offline_common import build_offline, offline_parser, parts_dir
+
+
+def main(argv: list[str]) -> int:
+    parser = offline_parser("ovdistill pseudo-label", __doc__)
+    parser.add_argument("--labeller", choices=("teacher", "detector"), default="teacher")
+    parser.add_argument("--threshold", type=float, default=0.5, help="minimum pseudo-box score")
+    parser.add_argument("--top-k", type=int, default=5, help="pseudo boxes kept per image")
+    parser.add_argument("--top-proposals", type=int, default=100, help="proposals the teacher labeller classifies per image")
+    parser.add_argument("--gold-iou", type=float, default=0.5, help="a box overlapping a gold box this much is not relabelled")
+    args, rest = parser.parse_known_args(argv)
+    from pipelines.offline.predict import run_pass
+    from pipelines.offline.pseudo_labels import (
+        save_pseudo_labels,
+        teacher_settings,
+        to_coco,
+    )
+
+    module, dm, ds, trainer = build_offline(rest, args.ckpt, args.split)
+    settings = teacher_settings(args.threshold, args.top_k, gold_iou=args.gold_iou, top_proposals=args.top_proposals)
+    if args.labeller == "teacher":
+        text = module.teacher.encode_text(module.class_names, module.hparams.templates)
+        fn = partial(_teacher_fn, text=text, target=list(module.novel_ids), dataset=ds, settings=settings)
+        labeller, round_ = getattr(module.teacher, "name", "teacher"), 1
+    else:
+        fn = partial(_detector_fn, dataset=ds, settings=settings)
+        labeller = f"{type(module).__name__} {Path(args.ckpt).name}"
+        round_ = int(getattr(dm, "pseudo_meta", {}).get("round", 1 if ds.pseudo else 0)) + 1
+    out = Path(args.out)
+    found = run_pass(trainer, module, ds, fn, args.batch_size, parts_dir(out))
+    if found is not None:
+        coco = to_coco(ds, module.class_names, module.novel_names, found, labeller, settings, round_)
+        print(f"wrote {save_pseudo_labels(coco, out)}: round {round_}, {len(coco['annotations'])} pseudo boxes on {len(coco['images'])} images")
+    return 0
+
+
+def _teacher_fn(module, images, targets, *, text, target, dataset, settings):
+    from pipelines.offline.pseudo_labels import teacher_label_batch
+
+    return teacher_label_batch(module.teacher, module.student, text.to(images[0].device), target, dataset, images, targets, settings)
+
+
+def _detector_fn(module, images, targets, *, dataset, settings):
+    from pipelines.offline.pseudo_labels import detector_label_batch
+
+    return detector_label_batch(module, dataset, images, targets, settings)

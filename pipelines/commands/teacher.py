@@ -1,0 +1,42 @@
+"""``ovdistill pretrain-teacher`` and ``ovdistill teacher-trunk``: train / export the embedded teacher
+(library: ``pipelines.world.pretrain_run``, ``pipelines.world.teacher``)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from pipelines.world.pretrain_run import pretrain_teacher
+from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovdistill pretrain-teacher", description=__doc__)
+    parser.add_argument("--out", required=True, help="directory for checkpoints and the exported teacher")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fp32", action="store_true", help="export fp32 weights (default: fp16, half the size)")
+    args = parser.parse_args(argv)
+    torch.set_float32_matmul_precision("high")
+    out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32)
+    teacher, meta = load_teacher_dir(out)
+    acc = meta["zero_shot_crop_accuracy"]
+    print(f"teacher {teacher.name}: zero-shot crop accuracy {acc['mean']:.1f}%")
+    for name, value in acc["per_class"].items():
+        print(f"  {name:<10} {value:5.1f}%")
+    return 0
+
+
+def main_trunk(argv: list[str] | None = None) -> int:
+    """``ovdistill teacher-trunk --out FILE``: the embedded teacher's image trunk as student initial weights."""
+    parser = argparse.ArgumentParser(prog="ovdistill teacher-trunk", description=main_trunk.__doc__)
+    parser.add_argument("--out", required=True, help="weights file to write")
+    parser.add_argument("--layout", choices=("smp", "timm"), default="smp",
+                        help="smp: PixelEmbeddingSegmenter(encoder_name='tu-resnet10t'); timm: RegionEmbeddingDetector(backbone='timm:resnet10t')")
+    parser.add_argument("--teacher", default=None, help="a pretrain-teacher output directory (default: the shipped teacher)")
+    args = parser.parse_args(argv)
+    teacher, _ = load_teacher_dir(args.teacher) if args.teacher else load_shipped_teacher()
+    print(f"wrote {save_trunk_weights(teacher, args.out, args.layout)}")
+    return 0
