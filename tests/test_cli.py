@@ -53,6 +53,11 @@ def test_every_composed_config_parses(files):
         assert cfg["model"]["init_args"]["student"] is None
     if method == "vild_ensemble":
         assert cfg["model"]["init_args"]["student"]["init_args"]["image_head"] is True
+    if "configs/det/real.yaml" in files:  # ViLD's inference: every score kept; LVIS evaluates 300 detections
+        student = cfg["model"]["init_args"]["student"]["init_args"]
+        assert student["box_score_thresh"] == 0.0
+        lvis = "configs/det/data/ov_lvis.yaml" in files
+        assert student["box_detections_per_img"] == cfg["model"]["init_args"]["max_detections"] == (300 if lvis else 100)
 
 
 def test_old_config_names_say_the_new_spelling():

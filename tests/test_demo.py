@@ -42,3 +42,9 @@ def test_demo_quick_runs_every_stage(tmp_path):
     sheets = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert len(sheets) == 4, sheets
     assert (tmp_path / "cache").is_dir()
+    # a re-run with the same settings reuses the finished sections instead of training again
+    table = (out / "results.md").read_text()
+    again = subprocess.run([exe, "demo", "--quick"], capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reusing the finished section") == 2
+    assert (out / "results.md").read_text() == table

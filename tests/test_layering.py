@@ -78,3 +78,10 @@ def test_the_layering_check_would_notice_a_violation(tmp_path):
 def test_no_file_over_300_lines(top):
     long = [f"{p.relative_to(ROOT)}: {n}" for p in (ROOT / top).rglob("*.py") if (n := len(p.read_text().splitlines())) > 320]
     assert not long, long
+
+
+def test_settings_are_chosen_on_val_never_on_test():
+    """The bench that picks the demo's settings validates; the test split is the demo's, reported once."""
+    tree = ast.parse((ROOT / "benchmarks" / "choose_on_val.py").read_text())
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert "validate" in calls and "test" not in calls

@@ -1,6 +1,7 @@
 """Results tables (markdown + JSON) and prediction overlays (image | ground truth | prediction)."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -39,6 +40,21 @@ def write_results(out: Path, sections: dict[str, tuple[list[dict], list[str]]], 
     save_text(md, out / "results.md")
     save_json({"sections": {t: rows for t, (rows, _) in sections.items()}, "meta": meta}, out / "results.json")
     return md
+
+
+def finished_section(out: Path, key: str, settings: dict) -> list[dict] | None:
+    """Rows of a section an earlier run finished with exactly these settings (``out/sections/KEY.json``), or None."""
+    path = out / "sections" / f"{key}.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("settings") == settings:
+            return data["rows"]
+    return None
+
+
+def save_section(out: Path, key: str, settings: dict, rows: list[dict]) -> Path:
+    """Record a finished section atomically, so a crash later in the run loses nothing already computed."""
+    return save_json({"settings": settings, "rows": rows}, out / "sections" / f"{key}.json")
 
 
 def colorize(label: np.ndarray, ignore_index: int = 255) -> np.ndarray:

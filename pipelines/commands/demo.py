@@ -4,7 +4,9 @@
 2. loads the embedded teacher shipped with the package (or pre-trains one with ``--retrain-teacher``);
 3. measures the teacher's zero-shot quality: crop classification and MaskCLIP dense mIoU;
 4. runs every distillation method the project has on the world and scores it on the test split;
-5. prints one results table, writes it as ``results.md`` + ``results.json`` and saves prediction overlays.
+5. prints one results table, writes it as ``results.md`` + ``results.json`` (after every finished section,
+   atomically; ``sections/*.json`` lets a re-run with the same settings skip what is done) and saves
+   prediction overlays.
 
 ``--quick`` shrinks every stage (CI) but still runs each of them, including a few teacher
 pre-training steps.
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from pipelines.bench.mission import crop_row, default_cache_dir, demo_spec, mission_teacher, save_method_overlays
-from pipelines.bench.report import write_results
+from pipelines.bench.report import finished_section, save_section, write_results
 from pipelines.world import write_world
 
 
@@ -58,27 +60,44 @@ def main(argv: list[str] | None = None) -> int:
     # the teacher's trunk initialises the students (the world's stand-in for ImageNet / CLIP weights)
     trunk = {layout: save_trunk_weights(teacher, out / "init" / f"trunk_{layout}.pt", layout) for layout in ("smp", "timm")}
     crop_cols = ["method", "accuracy", *spec.classes, "novel mean"]
+    command = "ovdistill demo " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+    meta = {"command": command.strip(), "world": spec.to_dict(), "teacher": teacher.name}
     sections = {"Teacher zero-shot crop classification (accuracy %, held-out single-object crops)": ([teacher_row], crop_cols)}
+    write_results(out, sections, meta)  # each finished section is on disk at once
+    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick}
     overlays = []
     if "seg" not in args.skip:
         from pipelines.bench.segmentation import SEG_COLUMNS, run_seg_methods
 
         seg_steps = 8 if args.quick else args.seg_steps
-        print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
-        seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]))
+        settings = {**base, "steps": seg_steps}
+        seg_rows = finished_section(out, "segmentation", settings)
+        if seg_rows is not None:
+            print(f"[segmentation] reusing the finished section in {out / 'sections'} (same settings)")
+        else:
+            print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
+            seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]))
+            overlays = save_method_overlays(seg_modules, world, out)
+            save_section(out, "segmentation", settings, seg_rows)
         sections["Segmentation on the world's test split (mIoU %, unseen = novel classes)"] = (seg_rows, SEG_COLUMNS)
-        overlays = save_method_overlays(seg_modules, world, out)
+        write_results(out, sections, meta)
     if "det" not in args.skip:
         from pipelines.bench.detection import DET_COLUMNS, run_det_methods
 
         det_steps = 6 if args.quick else args.det_steps
-        print(f"[detection] {det_steps}-step training of base-only, ViLD-text, ViLD, ViLD-ensemble, pseudo-box detectors")
-        det_rows, _ = run_det_methods(
-            teacher, world, out / "detection", steps=det_steps, seed=args.seed, weights=str(trunk["timm"]), batch_size=args.det_batch_size
-        )
+        settings = {**base, "steps": det_steps, "batch_size": args.det_batch_size}
+        det_rows = finished_section(out, "detection", settings)
+        if det_rows is not None:
+            print(f"[detection] reusing the finished section in {out / 'sections'} (same settings)")
+        else:
+            print(f"[detection] {det_steps}-step training of base-only, ViLD-text, ViLD, ViLD-ensemble, pseudo-box detectors")
+            det_rows, _ = run_det_methods(
+                teacher, world, out / "detection", steps=det_steps, seed=args.seed, weights=str(trunk["timm"]),
+                batch_size=args.det_batch_size,
+            )
+            save_section(out, "detection", settings, det_rows)
         sections["Detection on the world's test split (box AP %, novel = classes without training boxes)"] = (det_rows, DET_COLUMNS)
-    command = "ovdistill demo " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
-    md = write_results(out, sections, {"command": command.strip(), "world": spec.to_dict(), "teacher": teacher.name})
+    md = write_results(out, sections, meta)
     print()
     print(md)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {len(overlays)} overlay sheets in {out / 'overlays'}")

@@ -1,0 +1,89 @@
+"""Mutation check: break one formula at a time and show that a test notices (not collected by pytest).
+
+    python tests/mutations.py            # prints a markdown table: mutation | file | tests run | caught?
+
+Each mutation is a textual edit of one source line; the file is restored afterwards whatever happens.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (name, file, original text, mutated text, tests to run)
+MUTATIONS = [
+    ("ViLD-ensemble scores renormalised by a softmax", "students/region_heads.py",
+     "return class_output if self.ensembling else F.softmax(class_output, -1)", "return F.softmax(class_output, -1)",
+     "tests/test_det_parts.py"),
+    ("real det configs keep torchvision's 0.05 score threshold", "configs/det/real.yaml",
+     "box_score_thresh: 0.0,", "box_score_thresh: 0.05,", "tests/test_cli.py"),
+    ("MaskCLIP refinements in reversed order (smooth, then denoise)", "teachers/refine.py",
+     "    if denoise is not None:\n        logits = prompt_denoise(logits, threshold=denoise)\n    if smooth:\n        logits = key_smoothing(logits, keys, affinity=affinity).clamp_min(1e-12).log() / 100.0",
+     "    if smooth:\n        logits = key_smoothing(logits, keys, affinity=affinity).clamp_min(1e-12).log() / 100.0\n    if denoise is not None:\n        logits = prompt_denoise(logits, threshold=denoise)",
+     "tests/test_teachers.py"),
+    ("key smoothing with keys taken before out_proj", "teachers/dense.py",
+     "keys = last.attn.out_proj(k)[:, 1:]", "keys = k[:, 1:]", "tests/test_teachers.py"),
+    ("key smoothing with queries instead of keys", "teachers/dense.py",
+     "keys = last.attn.out_proj(k)[:, 1:]", "keys = last.attn.out_proj(q)[:, 1:]", "tests/test_teachers.py"),
+    ("key-smoothing affinity clamped and row-normalised (cosine) by default", "teachers/refine.py",
+     'affinity: Literal["official", "cosine"] = "official",\n) -> Tensor:\n    """Per-pixel', 'affinity: Literal["official", "cosine"] = "cosine",\n) -> Tensor:\n    """Per-pixel',
+     "tests/test_teachers.py"),
+    ("context crop 2.25x instead of 1.5x", "teachers/image_ops.py",
+     "out = scale_boxes(boxes, scale)", "out = scale_boxes(boxes, scale * scale)", "tests/test_teachers.py"),
+    ("context crop padded with black instead of clipped", "teachers/image_ops.py",
+     "return torch.minimum(out.clamp_min(0), limits)", "return out", "tests/test_teachers.py"),
+    ("hIoU 0.0 when a side has nothing to evaluate", "distill/metrics/segmentation.py",
+     "            h = math.nan", "            h = 0.0", "tests/test_seg_metric.py"),
+    ("NaN metrics logged as 0.0", "distill/teacher_student.py",
+     'scalars = {f"{prefix}/{k}": v for k, v in out.items() if not isinstance(v, Tensor)}',
+     'scalars = {f"{prefix}/{k}": (0.0 if v != v else v) for k, v in out.items() if not isinstance(v, Tensor)}',
+     "tests/test_method_formulas.py"),
+    ("world settings tuned on the test split", "benchmarks/choose_on_val.py",
+     "return trainer.validate(module, dm, verbose=False)[0]", "return trainer.test(module, dm, verbose=False)[0]",
+     "tests/test_layering.py"),
+    ("text temperature x10", "students/region_heads.py",
+     "out = self.embed(x) @ classes.T / self.tau", "out = self.embed(x) @ classes.T / (self.tau * 10)", "tests/test_det_parts.py"),
+    ("learned background embedding dropped", "students/region_heads.py",
+     "classes = torch.cat([F.normalize(self.background, dim=0)[None], self.text.to(text_x.dtype)])",
+     "classes = torch.cat([self.text[:1].to(text_x.dtype) * 0, self.text.to(text_x.dtype)])", "tests/test_det_parts.py"),
+    ("ViLD-image L1 -> L2", "distill/det_losses.py",
+     "return (region_embeddings - teacher_embeddings).abs().sum(-1).mean()",
+     "return (region_embeddings - teacher_embeddings).pow(2).sum(-1).mean()", "tests/test_method_formulas.py"),
+    ("MaskCLIP+ self-training switch never happens", "distill/seg_modules.py",
+     "return bool(total) and self.global_step >= self.hparams.self_train_after * total", "return False",
+     "tests/test_method_formulas.py"),
+    ("held-out labels not hidden in training splits", "pipelines/data/seg_folder.py",
+     "label = self.hide.hide(label)", "label = label", "tests/test_method_contract.py"),
+    ("MaskCLIP value path without the official residual + MLP", "teachers/dense.py",
+     'if mode == "maskclip":\n        out = tokens', 'if mode == "never":\n        out = tokens', "tests/test_teachers.py"),
+]
+
+
+def run(name: str, file: str, old: str, new: str, tests: str) -> bool:
+    path = ROOT / file
+    text = path.read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"mutation {name!r}: the original text is not found exactly once in {file}")
+    try:
+        path.write_text(text.replace(old, new))
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", tests], cwd=ROOT,
+                              capture_output=True, text=True)
+    finally:
+        path.write_text(text)
+    return proc.returncode != 0
+
+
+def main() -> int:
+    print("| mutation | file | tests | caught |\n|---|---|---|---|")
+    missed = 0
+    for name, file, old, new, tests in MUTATIONS:
+        caught = run(name, file, old, new, tests)
+        missed += not caught
+        print(f"| {name} | `{file}` | `{tests}` | {'yes' if caught else '**NO**'} |", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
