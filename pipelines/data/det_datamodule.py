@@ -59,12 +59,17 @@ def pseudo_label_info(coco_json: dict) -> dict:
     return dict(coco_json.get("info", {}).get("ovdistill", {})) if isinstance(coco_json.get("info"), dict) else {}
 
 
-def load_pseudo_labels(path: str | Path, vocabulary: Vocabulary, images: dict[int, dict]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """``{image_id: (boxes xyxy, labels)}`` from a pseudo-label COCO JSON, matched to the vocabulary by name.
+def load_pseudo_labels(
+    path: str | Path, vocabulary: Vocabulary, images: dict[int, dict], info: dict | None = None
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``{image_id: (boxes xyxy, labels)}`` from a pseudo-label COCO JSON, matched to the vocabulary by name;
+    ``info`` (a dict) receives the file's ``info.ovdistill`` record (round, labeller).
 
     Pseudo boxes label held-out (novel) classes only and lie inside their image; anything else is refused.
     """
     coco = load_coco(path)
+    if info is not None:
+        info.update(pseudo_label_info(coco.dataset))
     names = {c["id"]: c["name"] for c in coco.dataset["categories"]}
     unknown = sorted({n for n in names.values() if n not in vocabulary.names})
     if unknown:
@@ -174,8 +179,8 @@ class CocoDetDataModule(L.LightningDataModule):
                 check_proposals(self.proposals_meta, extras["proposals"], ds)
             if hp.pseudo_labels:
                 path = resolve_path(self.root, hp.pseudo_labels, "pseudo-label file")
-                ds.pseudo = load_pseudo_labels(path, self.vocabulary, ds.coco.imgs)
-                self.pseudo_meta = pseudo_label_info(load_coco(path).dataset)
+                self.pseudo_meta = {}
+                ds.pseudo = load_pseudo_labels(path, self.vocabulary, ds.coco.imgs, self.pseudo_meta)
             return ds
         if split not in ("val", "test"):
             raise ValueError(f"no split {split!r}; expected train, val or test")
