@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 from torch import Tensor, nn
 
+from . import rng_state
 from .vocabulary import Vocabulary
 
 CHECKPOINT_KEY = "ovdistill"
@@ -101,12 +102,14 @@ class TeacherStudentModule(L.LightningModule):
             "teacher": getattr(self.teacher, "name", type(self.teacher).__name__),
             "embed_dim": int(self.teacher.embed_dim),
         }
+        checkpoint[rng_state.KEY] = rng_state.capture()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "state_dict" not in checkpoint:
             raise ValueError(
                 f"not a Lightning checkpoint of an ovdistill method (keys {sorted(checkpoint)[:6]}); give the last.ckpt of `ovdistill fit`"
             )
+        rng_state.restore(checkpoint.get(rng_state.KEY))
         record = checkpoint.get(CHECKPOINT_KEY)
         if record is not None:
             if record.get("task") != self.task:

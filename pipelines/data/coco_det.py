@@ -19,6 +19,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from .images import read_image
+from .loaders import augment_generator, split_key
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,9 @@ class CocoDetection(Dataset):
         flip: bool = False,
         degenerate: str = "drop",
         image_key: str = "auto",
+        seed: int = 0,
     ):
+        self.seed = seed
         self.image_root, self.ann_file = Path(image_root), Path(ann_file)
         self.coco = load_coco(ann_file)
         self.skip_ann_ids = check_annotations(self.coco, ann_file, degenerate)
@@ -177,7 +180,9 @@ class CocoDetection(Dataset):
             crowd = torch.cat([crowd, torch.zeros(len(pl), dtype=torch.long)])
         return {"boxes": boxes, "labels": labels, "iscrowd": crowd, "image_id": image_id}
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        """``key``: an index, or ``(index, epoch)`` from a ``ResumableSampler`` (the flip depends on both)."""
+        i, epoch = split_key(key)
         image_id = self.ids[i]
         info = self.coco.imgs[image_id]
         path = self.image_root / image_file(info, self.image_key)
@@ -193,16 +198,16 @@ class CocoDetection(Dataset):
                 f"{(info['height'], info['width'])}"
             )
         target = self.target(image_id)
-        for key, table in self.extras.items():
-            target[key] = table[image_id]
-        if self.flip and torch.rand(()) < 0.5:
+        for name, table in self.extras.items():
+            target[name] = table[image_id]
+        if self.flip and torch.rand((), generator=augment_generator(self.seed, epoch or 0, i)) < 0.5:
             w = image.shape[-1]
             image = image.flip(-1)
-            for key in ("boxes", "proposals"):
-                if key in target:
-                    b = target[key].clone()
-                    b[:, [0, 2]] = w - target[key][:, [2, 0]]
-                    target[key] = b
+            for name in ("boxes", "proposals"):
+                if name in target:
+                    b = target[name].clone()
+                    b[:, [0, 2]] = w - target[name][:, [2, 0]]
+                    target[name] = b
         return image, target
 
 

@@ -14,13 +14,12 @@ from typing import Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from distill.vocabulary import Vocabulary
 
-from .batches import check_batches
 from .coco_det import CocoDetection, detection_collate, load_coco
 from .det_splits import split_classes
+from .loaders import SplitLoaders, global_seed
 from .proposals_file import file_fingerprint, load_proposals
 
 
@@ -100,7 +99,7 @@ def load_pseudo_labels(
     return {i: (torch.tensor(b, dtype=torch.float32), torch.tensor(lab, dtype=torch.long)) for i, (b, lab) in out.items()}
 
 
-class CocoDetDataModule(L.LightningDataModule):
+class CocoDetDataModule(SplitLoaders, L.LightningDataModule):
     """COCO-format detection data with a ``Vocabulary``: held-out (novel) boxes never reach training.
 
     Paths (annotation files, image folders, ``proposals``, ``pseudo_labels``) are relative to ``root``
@@ -173,7 +172,7 @@ class CocoDetDataModule(L.LightningDataModule):
                 self.proposals_meta = extras.pop("meta", {})
             ds = CocoDetection(
                 self.root / hp.train_images, resolve_path(self.root, hp.train_ann, "annotation file"), self.class_names,
-                self.novel, train=True, extras=extras, flip=hp.flip, **common,
+                self.novel, train=True, extras=extras, flip=hp.flip, seed=global_seed(), **common,
             )
             if extras is not None:
                 check_proposals(self.proposals_meta, extras["proposals"], ds)
@@ -187,26 +186,13 @@ class CocoDetDataModule(L.LightningDataModule):
         ann, images = (hp.val_ann, hp.val_images) if split == "val" else (hp.test_ann or hp.val_ann, hp.test_images if hp.test_images is not None else hp.val_images)
         return CocoDetection(self.root / images, resolve_path(self.root, ann, "annotation file"), self.class_names, **common)
 
-    def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
-        hp = self.cfg
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, num_workers=hp.num_workers, collate_fn=detection_collate,
-            drop_last=shuffle, persistent_workers=hp.num_workers > 0,
-        )
+    def _train_dataset(self) -> CocoDetection:
+        return self.dataset("train")
 
-    def train_dataloader(self):
-        ds = self.dataset("train")
-        check_batches(len(ds), self.cfg.batch_size, getattr(self, "trainer", None))
-        return self._loader(ds, self.cfg.batch_size, True)
+    def _batch_sizes(self) -> tuple[int, int, int]:
+        return self.cfg.batch_size, self.cfg.eval_batch_size, self.cfg.num_workers
 
-    def val_dataloader(self):
-        return self._loader(self.dataset("val"), self.cfg.eval_batch_size, False)
-
-    def test_dataloader(self):
-        return self._loader(self.dataset("test"), self.cfg.eval_batch_size, False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    collate = staticmethod(detection_collate)
 
 
 class WorldDetDataModule(CocoDetDataModule):

@@ -8,35 +8,43 @@ file names the image stems of that split, as VOC's ``ImageSets/Segmentation/trai
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from distill.vocabulary import Vocabulary
 
-from .batches import check_batches
+from .loaders import SplitLoaders, augment_generator, global_seed, split_key
 from .seg_folder import SegFolderDataset
 from .seg_presets import get_preset
 
 
 class SegTrainTransform(Dataset):
-    """Random scale (``scale_range``), random crop to ``crop_size`` (label padded with ignore), h-flip."""
+    """Random scale (``scale_range``), random crop to ``crop_size`` (label padded with ignore), h-flip.
 
-    def __init__(self, base: Dataset, crop_size: int | None, scale_range=(0.5, 2.0), flip: bool = True, ignore_index: int = 255):
+    The draws depend on ``(seed, epoch, index)`` only (keys from a ``ResumableSampler``), so a resumed run
+    sees the crops the uninterrupted one saw.
+    """
+
+    def __init__(self, base: Dataset, crop_size: int | None, scale_range=(0.5, 2.0), flip: bool = True, ignore_index: int = 255,
+                 seed: int = 0):
         self.base, self.crop_size, self.scale_range, self.flip, self.ignore = base, crop_size, scale_range, flip, ignore_index
+        self.seed = seed
 
     def __len__(self):
         return len(self.base)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        i, epoch = split_key(key)
+        g = augment_generator(self.seed, epoch or 0, i)
         item = dict(self.base[i])
         image, label = item["image"], item["label"]
         if self.crop_size:
-            s = random.uniform(*self.scale_range)
+            lo, hi = self.scale_range
+            s = lo + (hi - lo) * float(torch.rand((), generator=g))
             h, w = image.shape[-2:]
             size = (max(1, round(h * s)), max(1, round(w * s)))
             image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
@@ -45,10 +53,10 @@ class SegTrainTransform(Dataset):
             ph, pw = max(0, c - size[0]), max(0, c - size[1])
             image = F.pad(image, (0, pw, 0, ph))
             label = F.pad(label, (0, pw, 0, ph), value=self.ignore)
-            y = random.randint(0, image.shape[-2] - c)
-            x = random.randint(0, image.shape[-1] - c)
+            y = int(torch.randint(0, image.shape[-2] - c + 1, (), generator=g))
+            x = int(torch.randint(0, image.shape[-1] - c + 1, (), generator=g))
             image, label = image[:, y : y + c, x : x + c], label[y : y + c, x : x + c]
-        if self.flip and random.random() < 0.5:
+        if self.flip and torch.rand((), generator=g) < 0.5:
             image, label = image.flip(-1), label.flip(-1)
         item.update(image=image, label=label)
         return item
@@ -68,7 +76,7 @@ def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
     return out
 
 
-class SegFolderDataModule(L.LightningDataModule):
+class SegFolderDataModule(SplitLoaders, L.LightningDataModule):
     """Image / label folders with a ``Vocabulary``; the **training** split hides held-out (unseen) labels.
 
     Relative ``splits`` paths are resolved against ``root``; a relative ``root`` against the working
@@ -125,27 +133,15 @@ class SegFolderDataModule(L.LightningDataModule):
             label_suffix=self.hparams.label_suffix,
         )
 
-    def _loader(self, ds, batch_size, shuffle):
+    def _train_dataset(self) -> Dataset:
         hp = self.hparams
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, num_workers=hp.num_workers, collate_fn=pad_collate,
-            drop_last=shuffle, persistent_workers=hp.num_workers > 0,
-        )
+        return SegTrainTransform(self.dataset("train"), hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index, seed=global_seed())
 
-    def train_dataloader(self):
-        hp = self.hparams
-        ds = SegTrainTransform(self.dataset("train"), hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index)
-        check_batches(len(ds), hp.batch_size, self.trainer)
-        return self._loader(ds, hp.batch_size, True)
+    def _batch_sizes(self) -> tuple[int, int, int]:
+        return self.hparams.batch_size, self.hparams.eval_batch_size, self.hparams.num_workers
 
-    def val_dataloader(self):
-        return self._loader(self.dataset("val"), self.hparams.eval_batch_size, False)
-
-    def test_dataloader(self):
-        return self._loader(self.dataset("test"), self.hparams.eval_batch_size, False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    def collate(self, batch: list[dict]) -> dict:
+        return pad_collate(batch, self.hparams.ignore_index)
 
 
 class WorldSegDataModule(SegFolderDataModule):

@@ -11,11 +11,12 @@ import math
 import lightning as L
 import open_clip
 import torch
-from torch.utils.data import DataLoader
 
+from distill import rng_state
 from teachers import OpenCLIPTeacher
 from teachers.factory import register_model_cfg
 
+from ..data.loaders import train_loader, train_position
 from .pretrain_data import CaptionedScenes, collate_captions
 from .shapes import SHAPES
 from .zeroshot import crop_accuracy
@@ -93,10 +94,16 @@ class CLIPPretrainer(L.LightningModule):
             )
         else:
             ds = CaptionedScenes(hp.num_samples, size, hp.seed, tuple(hp.classes), hp.single_fraction, group_size=hp.group_size)
-        return DataLoader(
-            ds, batch_size=hp.batch_size // hp.group_size, shuffle=True, collate_fn=collate_captions, drop_last=True,
-            num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-        )
+        resume, self._resume = getattr(self, "_resume", None), None
+        return train_loader(ds, hp.batch_size // hp.group_size, collate_captions, hp.num_workers, self.trainer, hp.seed, resume=resume)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[rng_state.KEY] = rng_state.capture()
+        checkpoint["train_position"] = train_position(self.trainer)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng_state.restore(checkpoint.get(rng_state.KEY))
+        self._resume = checkpoint.get("train_position")
 
     def training_step(self, batch, batch_idx):
         images, captions = batch

@@ -12,6 +12,8 @@ backgrounds: it is the recipe change that lifts zero-shot shape accuracy from ch
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.utils.data import Dataset
 
@@ -20,32 +22,26 @@ from .scene import SceneConfig, caption, sample_scene
 from .shapes import SHAPES
 
 
+@dataclass
 class CaptionedScenes(Dataset):
-    """``length`` deterministic (image ``[3,S,S]`` float in [0,1], caption) pairs."""
+    """``length`` deterministic (image ``[3,S,S]`` float in [0,1], caption) pairs, in groups of ``group_size``."""
 
-    def __init__(
-        self,
-        length: int = 20000,
-        image_size: int = 64,
-        seed: int = 0,
-        classes: tuple[str, ...] = SHAPES,
-        single_fraction: float = 0.5,
-        max_objects: int = 3,
-        p_colour: float = 0.2,
-        p_size: float = 0.2,
-        group_size: int = 4,
-        p_background: float = 0.3,
-    ):
-        self.p_background = p_background
-        self.group_size = group_size
-        self.p_colour, self.p_size = p_colour, p_size
-        self.length = length
-        self.seed = seed
-        self.classes = tuple(classes)
-        self.single_fraction = single_fraction
-        scale = image_size / 96
-        self.multi = SceneConfig(image_size, 1, max_objects, 9.0 * scale, 24.0 * scale)
-        self.single = SceneConfig(image_size, 1, 1, 14.0 * scale, 46.0 * scale)
+    length: int = 20000
+    image_size: int = 64
+    seed: int = 0
+    classes: tuple[str, ...] = SHAPES
+    single_fraction: float = 0.5
+    max_objects: int = 3
+    p_colour: float = 0.2
+    p_size: float = 0.2
+    group_size: int = 4
+    p_background: float = 0.3
+
+    def __post_init__(self):
+        self.classes = tuple(self.classes)
+        scale = self.image_size / 96
+        self.multi = SceneConfig(self.image_size, 1, self.max_objects, 9.0 * scale, 24.0 * scale)
+        self.single = SceneConfig(self.image_size, 1, 1, 14.0 * scale, 46.0 * scale)
 
     def __len__(self) -> int:
         return self.length // self.group_size

@@ -11,6 +11,8 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 from pipelines.data.atomic import save_json, save_torch
 
 from .pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
@@ -47,13 +49,19 @@ def pretrain_teacher(
     progress: bool = True,
     num_workers: int = 1,
     curriculum_steps: int | None = None,
+    ckpt_every: int = 100,
+    callbacks: list | None = None,
 ) -> Path:
-    """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``."""
+    """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``.
+
+    ``last.ckpt`` is written every ``ckpt_every`` steps and at the end; a killed run resumes from it and
+    finishes with the weights of an uninterrupted one."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    torch.set_float32_matmul_precision("high")  # part of the recipe: TF32 on GPUs that have it
     L.seed_everything(seed, verbose=False)
     curriculum = steps * 3 // 10 if curriculum_steps is None else curriculum_steps
     module = CLIPPretrainer(
@@ -71,8 +79,9 @@ def pretrain_teacher(
         logger=False,
         callbacks=[
             ModelCheckpoint(
-                dirpath=ckpt_dir, save_last=True, every_n_train_steps=max(1, min(200, steps)), enable_version_counter=False
-            )
+                dirpath=ckpt_dir, save_last=True, every_n_train_steps=max(1, min(ckpt_every, steps)), enable_version_counter=False
+            ),
+            *(callbacks or []),
         ],
         enable_progress_bar=progress,
         enable_model_summary=False,
