@@ -104,3 +104,13 @@ class Vocabulary:
                 f"{mine} holds out {sorted(self.held_out)} but {theirs} holds out {sorted(other.held_out)}; "
                 "give one held-out list (the datamodule's) or make them equal"
             )
+
+
+class NamesFromVocabulary:
+    """For holders of ``self.vocabulary`` (the data modules): the names as the lists configs and methods read."""
+
+    vocabulary: Vocabulary
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.vocabulary.names)

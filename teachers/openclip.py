@@ -209,25 +209,15 @@ class OpenCLIPTeacher(nn.Module):
 
     # ------------------------------------------------------------------ dense
     @torch.no_grad()
-    def encode_dense_with_keys(
-        self,
-        images: Tensor,
-        mode: str = "maskclip",
-        size: tuple[int, int] | None = None,
-        output_stride: int | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def encode_dense_with_keys(self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None,
+                               output_stride: int | None = None) -> tuple[Tensor, Tensor]:
         """``(features [B,D,h,w] normalised over D, last-block keys [B,C,h,w])`` at input ``size``."""
         x = self.preprocess(images, size)
         feats, keys = dense_features(self.model.visual, x, mode, self.model_name, output_stride)
         return F.normalize(feats.float(), dim=1), keys.float()
 
-    def encode_dense(
-        self,
-        images: Tensor,
-        mode: str = "maskclip",
-        size: tuple[int, int] | None = None,
-        output_stride: int | None = None,
-    ) -> Tensor:
+    def encode_dense(self, images: Tensor, mode: str = "maskclip", size: tuple[int, int] | None = None,
+                     output_stride: int | None = None) -> Tensor:
         """``[B, D, h, w]`` per-patch embeddings, L2-normalised over D (MaskCLIP value path by default).
 
         ``size``: input size in pixels (default: the teacher's image size; a ViT's position embedding is

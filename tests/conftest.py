@@ -42,24 +42,15 @@ def make_teacher(name: str, cfg: dict, seed: int = 0, **kwargs):
         return OpenCLIPTeacher(name, None, model_cfg=cfg, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def vit_teacher():
-    return make_teacher("tiny-vit-test", TINY_VIT)
+def _teacher_fixture(fixture: str, model_name: str, cfg: dict):
+    """A session-wide tiny teacher, built once."""
+    return pytest.fixture(scope="session", name=fixture)(lambda: make_teacher(model_name, cfg))
 
 
-@pytest.fixture(scope="session")
-def rn_teacher():
-    return make_teacher("tiny-rn-test", TINY_RN)
-
-
-@pytest.fixture(scope="session")
-def timm_teacher():
-    return make_teacher("tiny-timm-map-test", TINY_TIMM)
-
-
-@pytest.fixture(scope="session")
-def timm_cnn_teacher():
-    return make_teacher("tiny-timm-cnn-test", TINY_TIMM_CNN)
+vit_teacher = _teacher_fixture("vit_teacher", "tiny-vit-test", TINY_VIT)
+rn_teacher = _teacher_fixture("rn_teacher", "tiny-rn-test", TINY_RN)
+timm_teacher = _teacher_fixture("timm_teacher", "tiny-timm-map-test", TINY_TIMM)
+timm_cnn_teacher = _teacher_fixture("timm_cnn_teacher", "tiny-timm-cnn-test", TINY_TIMM_CNN)
 
 
 @pytest.fixture

@@ -59,17 +59,22 @@ def _label_map(rng, size, ids, border=True) -> np.ndarray:
     return lab
 
 
+def _split_lists(folder: Path, lists: dict[str, list[str]]) -> None:
+    """VOC's ImageSets: one ``<split>.txt`` of image stems per split."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, stems in lists.items():
+        (folder / f"{split}.txt").write_text("\n".join(stems) + "\n")
+
+
 def write_voc(root: Path, n: int = 4, size=(72, 88), seed=0) -> Path:
     """VOCdevkit/VOC2012: JPEGImages, palette SegmentationClass, grayscale SegmentationClassAug, ImageSets lists.
     Label ids are VOC's 21 (0 = background); every image holds a seen and an unseen class."""
     rng = np.random.default_rng(seed)
     voc = root / "VOCdevkit" / "VOC2012"
-    names = []
-    for i in range(n):
-        stem = f"2007_{i:06d}"
-        names.append(stem)
+    names = [f"2007_{i:06d}" for i in range(n)]
+    seen, unseen = 1 + VOC_CLASSES.index("cat"), 1 + VOC_CLASSES.index("sheep")
+    for i, stem in enumerate(names):
         _jpeg(voc / "JPEGImages" / f"{stem}.jpg", rng, size, gray=i == 1)
-        seen, unseen = 1 + VOC_CLASSES.index("cat"), 1 + VOC_CLASSES.index("sheep")
         lab = _label_map(rng, size, [seen, unseen])
         for folder in ("SegmentationClass", "SegmentationClassAug"):
             (voc / folder).mkdir(parents=True, exist_ok=True)
@@ -77,11 +82,7 @@ def write_voc(root: Path, n: int = 4, size=(72, 88), seed=0) -> Path:
             if folder == "SegmentationClass":
                 im.putpalette(voc_palette())
             im.save(voc / folder / f"{stem}.png")
-    sets = voc / "ImageSets" / "Segmentation"
-    sets.mkdir(parents=True, exist_ok=True)
-    (sets / "train_aug.txt").write_text("\n".join(names[:2]) + "\n")
-    (sets / "train.txt").write_text("\n".join(names[:2]) + "\n")
-    (sets / "val.txt").write_text("\n".join(names[2:]) + "\n")
+    _split_lists(voc / "ImageSets" / "Segmentation", {"train_aug": names[:2], "train": names[:2], "val": names[2:]})
     return voc
 
 
@@ -89,17 +90,12 @@ def write_context(root: Path, n: int = 4, size=(64, 80), seed=1) -> Path:
     """VOCdevkit/VOC2010: JPEGImages, SegmentationClassContext (0 = background, 1..59), ImageSets/SegmentationContext."""
     rng = np.random.default_rng(seed)
     ctx = root / "VOCdevkit" / "VOC2010"
-    names = []
-    for i in range(n):
-        stem = f"2008_{i:06d}"
-        names.append(stem)
+    names = [f"2008_{i:06d}" for i in range(n)]
+    (ctx / "SegmentationClassContext").mkdir(parents=True, exist_ok=True)
+    for stem in names:
         _jpeg(ctx / "JPEGImages" / f"{stem}.jpg", rng, size)
-        (ctx / "SegmentationClassContext").mkdir(parents=True, exist_ok=True)
         Image.fromarray(_label_map(rng, size, [3, 15], border=False), "L").save(ctx / "SegmentationClassContext" / f"{stem}.png")
-    sets = ctx / "ImageSets" / "SegmentationContext"
-    sets.mkdir(parents=True, exist_ok=True)
-    (sets / "train.txt").write_text("\n".join(names[:2]) + "\n")
-    (sets / "val.txt").write_text("\n".join(names[2:]) + "\n")
+    _split_lists(ctx / "ImageSets" / "SegmentationContext", {"train": names[:2], "val": names[2:]})
     return ctx
 
 

@@ -33,7 +33,7 @@ def _env() -> dict:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
 
 
 def _config(path: Path, ckpt_dir: Path, world: Path, kill: bool) -> Path:
@@ -102,7 +102,7 @@ def test_a_killed_pretrain_teacher_resumes_to_the_uninterrupted_teacher(tmp_path
         f"pretrain_teacher({str(tmp_path / 'broken')!r}, steps=10, batch_size=16, half=False, ckpt_every=2, progress=False, "
         "callbacks=[KillAtStep(6)])"
     )
-    r = subprocess.run([sys.executable, "-c", kill], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", kill], cwd=ROOT, env=_env(), capture_output=True, text=True, check=False)
     assert r.returncode == -9, r.stderr[-2000:]
     left = torch.load(tmp_path / "broken" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert (left["global_step"], left["epoch"]) == (4, 1)  # mid-way through the caption epoch

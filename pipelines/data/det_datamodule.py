@@ -15,7 +15,7 @@ from typing import Literal
 import lightning as L
 import torch
 
-from distill.vocabulary import Vocabulary
+from distill.vocabulary import NamesFromVocabulary, Vocabulary
 
 from .coco_det import CocoDetection, detection_collate, load_coco
 from .det_splits import split_classes
@@ -99,7 +99,7 @@ def load_pseudo_labels(
     return {i: (torch.tensor(b, dtype=torch.float32), torch.tensor(lab, dtype=torch.long)) for i, (b, lab) in out.items()}
 
 
-class CocoDetDataModule(SplitLoaders, L.LightningDataModule):
+class CocoDetDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModule):
     """COCO-format detection data with a ``Vocabulary``: held-out (novel) boxes never reach training.
 
     Paths (annotation files, image folders, ``proposals``, ``pseudo_labels``) are relative to ``root``
@@ -149,10 +149,6 @@ class CocoDetDataModule(SplitLoaders, L.LightningDataModule):
         self.vocabulary = Vocabulary(tuple(class_names), tuple(novel or ()))
         self.proposals_meta: dict = {}
         self.pseudo_meta: dict = {}
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.vocabulary.names)
 
     @property
     def novel(self) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from distill.vocabulary import Vocabulary
+from distill.vocabulary import NamesFromVocabulary, Vocabulary
 
 from .loaders import SplitLoaders, augment_generator, global_seed, split_key
 from .seg_folder import SegFolderDataset
@@ -76,7 +76,7 @@ def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
     return out
 
 
-class SegFolderDataModule(SplitLoaders, L.LightningDataModule):
+class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModule):
     """Image / label folders with a ``Vocabulary``; the **training** split hides held-out (unseen) labels.
 
     Relative ``splits`` paths are resolved against ``root``; a relative ``root`` against the working
@@ -114,10 +114,6 @@ class SegFolderDataModule(SplitLoaders, L.LightningDataModule):
         self.splits = splits or {s: [f"images/{s}", f"labels/{s}"] for s in ("train", "val", "test")}
         self.reduce_zero_label = bool(reduce_zero_label)
         self.save_hyperparameters()
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.vocabulary.names)
 
     @property
     def unseen(self) -> list[str]:
