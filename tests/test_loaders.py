@@ -7,6 +7,7 @@ import random
 import warnings
 
 import lightning as L
+import pytest
 import torch
 from conftest import TINY_RN, make_teacher
 from torch.utils.data import DistributedSampler
@@ -42,6 +43,11 @@ def test_resumed_sampler_skips_exactly_the_consumed_batches_of_its_epoch():
     # a position recorded in another epoch does not apply; keys carry the epoch for augmentation
     s = ResumableSampler(data, 3, 7, resume={"epoch": 0, "batches": 5}, with_epoch=True, trainer=_Trainer())
     assert list(s) == [(i, 1) for i in _reference(23, 7, 1)]
+
+
+def test_a_resume_on_another_number_of_devices_is_refused():
+    with pytest.raises(ValueError, match="2 device"):
+        ResumableSampler(range(10), 2, 0, num_replicas=1, resume={"epoch": 0, "batches": 1, "world_size": 2})
 
 
 def test_augmentation_depends_on_seed_epoch_and_index_only(tiny_world):

@@ -52,6 +52,11 @@ class ResumableSampler(DistributedSampler):
                  with_epoch: bool = False, resume: dict | None = None, trainer=None):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.batch_size, self.with_epoch, self.resume, self.trainer = batch_size, with_epoch, resume, trainer
+        if resume is not None and resume.get("world_size", num_replicas) != num_replicas:
+            raise ValueError(
+                f"the checkpoint was written by a run on {resume['world_size']} device(s) and this run has {num_replicas}: "
+                "each device's share of an epoch depends on the count, so resume with the same number of devices"
+            )
 
     def __iter__(self):
         if self.trainer is not None:
@@ -68,7 +73,8 @@ def train_position(trainer) -> dict | None:
     """The epoch and the number of its training batches the trainer has consumed (Lightning's own count)."""
     if trainer is None or getattr(trainer.state, "fn", None) != "fit":
         return None
-    return {"epoch": int(trainer.current_epoch), "batches": int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)}
+    return {"epoch": int(trainer.current_epoch), "batches": int(trainer.fit_loop.epoch_loop.batch_progress.current.ready),
+            "world_size": int(trainer.world_size)}
 
 
 def train_loader(ds: Dataset, batch_size: int, collate_fn, num_workers: int, trainer=None, seed: int | None = None,
