@@ -34,9 +34,10 @@ from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 
 def _validate(module, dm, steps):
-    trainer = bench_trainer(steps, False)
-    trainer.fit(module, dm)
-    return trainer.validate(module, dm, verbose=False)[0]
+    bench_trainer(steps, False).fit(module, dm)
+    # the bench trainer skips validation while fitting (as the demo does); the choice is made here, on val
+    judge = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return judge.validate(module, dm, verbose=False)[0]
 
 
 def _table(title: str, header: list[str], rows: list[list]) -> str:

@@ -17,10 +17,11 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.data": {"distill", "teachers", "students"},
     "pipelines.world": {"pipelines.data", "distill", "teachers", "students"},
     "pipelines.offline": {"pipelines.data", "pipelines.world", "distill", "teachers", "students"},
+    "pipelines.evaluate": {"pipelines.data", "distill"},
     "pipelines.bench": {"pipelines.offline", "pipelines.data", "pipelines.world", "distill", "teachers", "students"},
-    "pipelines.commands": {"pipelines", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
+    "pipelines.commands": {"pipelines", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
                            "teachers", "students"},
-    "pipelines": {"pipelines.commands", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
+    "pipelines": {"pipelines.commands", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
                   "teachers", "students"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)

@@ -112,6 +112,19 @@ class _DetectionStore(Metric):
         return {"images": images, "annotations": anns, "categories": cats}, dets, sorted(first)
 
 
+def coco_api(backend: str = "pycocotools"):
+    """``(COCO, COCOeval)`` of pycocotools or faster-coco-eval (the same numbers, faster)."""
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    elif backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    else:
+        raise ValueError(f"backend must be 'pycocotools' or 'faster_coco_eval', got {backend!r}")
+    return COCO, COCOeval
+
+
 def per_category_ap(precision: np.ndarray, iou_index: int | None = None) -> np.ndarray:
     """AP per category from COCOeval's ``precision[T, R, K, A, M]`` (area all, last maxDets), NaN without GT."""
     p = precision[:, :, :, 0, -1] if iou_index is None else precision[iou_index : iou_index + 1, :, :, 0, -1]
@@ -121,6 +134,23 @@ def per_category_ap(precision: np.ndarray, iou_index: int | None = None) -> np.n
         if valid.size:
             out[k] = float(valid.mean())
     return out
+
+
+def ov_ap_summary(precision: np.ndarray | None, base: list[int], novel: list[int], ap: np.ndarray | None = None) -> dict:
+    """AP / AP50 (percent) over all, base and novel categories from COCOeval's ``precision`` (category axis in
+    ``base`` / ``novel`` index space): per-category AP first, then the mean over the categories with ground
+    truth (the OV-COCO / LVIS convention; over all categories it equals ``COCOeval.summarize``)."""
+    if precision is not None:
+        ap, ap50 = per_category_ap(precision), per_category_ap(precision, 0)
+    else:
+        ap50 = ap.copy()
+    every = list(range(len(ap)))
+    return {
+        "AP": _mean(ap, every), "AP50": _mean(ap50, every),
+        "AP_base": _mean(ap, base), "AP50_base": _mean(ap50, base),
+        "AP_novel": _mean(ap, novel), "AP50_novel": _mean(ap50, novel),
+        "AP_per_class": ap, "AP50_per_class": ap50,
+    }
 
 
 def _mean(values: np.ndarray, ids: list[int]) -> float:
@@ -150,12 +180,7 @@ class OpenVocabDetectionAP(_DetectionStore):
         self.backend, self.max_detections = backend, max_detections
 
     def _evaluate(self, gt: dict, dets: list[dict], image_ids: list[int]) -> np.ndarray:
-        if self.backend == "faster_coco_eval":
-            from faster_coco_eval import COCO
-            from faster_coco_eval import COCOeval_faster as COCOeval
-        else:
-            from pycocotools.coco import COCO
-            from pycocotools.cocoeval import COCOeval
+        COCO, COCOeval = coco_api(self.backend)
         with contextlib.redirect_stdout(io.StringIO()):
             coco_gt = COCO()
             coco_gt.dataset = gt
@@ -177,18 +202,13 @@ class OpenVocabDetectionAP(_DetectionStore):
             if not a["iscrowd"]:
                 has_gt[a["category_id"] - 1] = True
         if dets and image_ids:
-            precision = self._evaluate(gt, dets, image_ids)
-            ap, ap50 = per_category_ap(precision), per_category_ap(precision, 0)
+            summary = ov_ap_summary(self._evaluate(gt, dets, image_ids), self.base, self.novel)
         else:  # nothing detected: AP 0 where there is ground truth (loadRes cannot take an empty list)
             ap = np.where(has_gt, 0.0, np.nan)
-            ap50 = ap.copy()
-        every = list(range(k))
-        return {
-            "AP": _mean(ap, every), "AP50": _mean(ap50, every),
-            "AP_base": _mean(ap, self.base), "AP50_base": _mean(ap50, self.base),
-            "AP_novel": _mean(ap, self.novel), "AP50_novel": _mean(ap50, self.novel),
-            "AP_per_class": torch.tensor(ap), "AP50_per_class": torch.tensor(ap50),
-        }
+            summary = ov_ap_summary(None, self.base, self.novel, ap=ap)
+        summary["AP_per_class"] = torch.tensor(summary["AP_per_class"])
+        summary["AP50_per_class"] = torch.tensor(summary["AP50_per_class"])
+        return summary
 
     def reset(self) -> None:
         super().reset()

@@ -18,6 +18,24 @@ def _nanmean(x: Tensor) -> float:
     return float(x.mean()) if x.numel() else float("nan")
 
 
+def iou_counts(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """``[3, K]`` per-class intersection, predicted area and target area over the non-ignored pixels."""
+    if preds.shape != target.shape:
+        raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must have the same shape")
+    if preds.is_floating_point() or target.is_floating_point():
+        raise ValueError("preds and target must be integer class maps [B,H,W] (take argmax of logits first)")
+    t, p = target.long(), preds.long()
+    valid = t != ignore_index
+    for what, v in (("target", t), ("preds", p)):
+        bad = valid & ((v < 0) | (v >= num_classes))
+        if bad.any():
+            raise ValueError(f"{what} holds class id {int(v[bad][0])} outside [0, {num_classes}) and not ignore_index={ignore_index}")
+    # ignored pixels go to one extra bin (no boolean indexing: it costs more than the count itself)
+    k2 = num_classes * num_classes
+    joint = torch.bincount(torch.where(valid, t * num_classes + p, k2).flatten(), minlength=k2 + 1)[:k2].view(num_classes, num_classes)
+    return torch.stack([joint.diagonal(), joint.sum(0), joint.sum(1)])
+
+
 class OpenVocabMeanIoU(Metric):
     full_state_update = False
     higher_is_better = True
@@ -40,22 +58,11 @@ class OpenVocabMeanIoU(Metric):
         self.add_state("union", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        if preds.shape != target.shape:
-            raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must have the same shape")
-        if preds.is_floating_point() or target.is_floating_point():
-            raise ValueError("preds and target must be integer class maps [B,H,W] (take argmax of logits first)")
-        valid = target != self.ignore_index
-        t, p = target[valid].long(), preds[valid].long()
-        for what, v in (("target", t), ("preds", p)):
-            if v.numel() and (v.min() < 0 or v.max() >= self.num_classes):
-                bad = v[(v < 0) | (v >= self.num_classes)][0]
-                raise ValueError(
-                    f"{what} holds class id {int(bad)} outside [0, {self.num_classes}) and not ignore_index={self.ignore_index}"
-                )
-        n = self.num_classes
-        inter = torch.bincount(t[p == t], minlength=n).double()
-        area_p = torch.bincount(p, minlength=n).double()
-        area_t = torch.bincount(t, minlength=n).double()
+        self.update_counts(iou_counts(preds, target, self.num_classes, self.ignore_index))
+
+    def update_counts(self, counts: Tensor) -> None:
+        """Add ``iou_counts`` computed elsewhere (e.g. in data-loader workers, as ``ovdistill evaluate seg`` does)."""
+        inter, area_p, area_t = counts.double()
         self.intersection += inter
         self.union += area_p + area_t - inter
 

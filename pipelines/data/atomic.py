@@ -9,6 +9,12 @@ from pathlib import Path
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,6 +26,7 @@ def _atomic(path: str | os.PathLike, write) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -39,3 +46,8 @@ def save_json(obj, path: str | os.PathLike) -> Path:
 
 def save_text(text: str, path: str | os.PathLike) -> Path:
     return _atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def save_with(write, path: str | os.PathLike) -> Path:
+    """``write(binary file handle)`` into a temporary file, then rename over ``path`` (figures, custom formats)."""
+    return _atomic(path, write)
