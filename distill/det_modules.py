@@ -19,6 +19,8 @@ from torchvision.ops import batched_nms
 from .det_losses import crop_class_scores, remap_labels, vild_image_loss
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
+from teachers.prompts import text_embeddings
+
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
 
@@ -35,6 +37,7 @@ class OpenVocabDetModule(TeacherStudentModule):
         student: nn.Module | None = None,
         class_names: list[str] | None = None, novel: list[str] | None = None,
         templates: str | list[str] = "simple",
+        prompts: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
@@ -65,7 +68,7 @@ class OpenVocabDetModule(TeacherStudentModule):
         for m in (self.val_metric, self.test_metric, self.lvis_metric):
             if m is not None:
                 m.to(self.device)
-        self.set_buffer("text", self.teacher.encode_text(self.class_names, self.hparams.templates))
+        self.set_buffer("text", text_embeddings(self.teacher, self.class_names, self.hparams.templates, self.hparams.prompts))
         novel_mask = torch.zeros(len(self.class_names), dtype=torch.bool)
         novel_mask[self.novel_ids] = True
         self.set_buffer("novel_mask", novel_mask)

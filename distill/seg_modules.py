@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+from teachers.prompts import text_embeddings
+
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
 
@@ -45,6 +47,7 @@ class OpenVocabSegModule(TeacherStudentModule):
         class_names: list[str] | None = None,
         unseen: list[str] | None = None,
         templates: str | list[str] = "simple",
+        prompts: str | None = None,
         logit_scale: float = 1 / 0.07,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -80,7 +83,7 @@ class OpenVocabSegModule(TeacherStudentModule):
         self._vocabulary_from_datamodule()
         self.val_metric.to(self.device)
         self.test_metric.to(self.device)
-        self.set_buffer("text", self.teacher.encode_text(self.class_names, self.hparams.templates))
+        self.set_buffer("text", text_embeddings(self.teacher, self.class_names, self.hparams.templates, self.hparams.prompts))
 
     # ------------------------------------------------------------------ teacher seam
     def teacher_dense(self, batch: dict) -> Tensor:

@@ -17,6 +17,7 @@ PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
     "proposals": ("pipelines.commands.proposals", "store a base-trained RPN's proposals + teacher region embeddings (ViLD-image)"),
     "pseudo-label": ("pipelines.commands.pseudo_label", "write novel-class pseudo boxes (teacher or detector labeller) as COCO JSON"),
     "evaluate": ("pipelines.commands.evaluate", "open-vocabulary AP / mIoU of any model's prediction files, with tables and plots"),
+    "prompts": ("pipelines.commands.prompts", "learn prompt context on base classes (CoOp / DetPro) into a prompt file"),
     "pretrain-teacher": ("pipelines.commands.teacher", "contrastively pre-train the embedded teacher on captioned world scenes"),
     "teacher-trunk": ("pipelines.commands.teacher:main_trunk", "export the embedded teacher's image trunk as student backbone weights"),
     "world": ("pipelines.commands.world", "generate the synthetic open-vocabulary world (images, masks, boxes, captions)"),

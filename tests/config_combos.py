@@ -15,6 +15,7 @@ def combos() -> list[list[str]]:
     out += [["configs/seg/world.yaml", f"configs/seg/method/{m}.yaml"] for m in SEG_METHODS]
     out += [["configs/det/real.yaml", f"configs/det/data/{d}.yaml", f"configs/det/method/{m}.yaml"] for d, m in DET_REAL]
     out += [["configs/det/world.yaml", f"configs/det/method/{m}.yaml"] for m in DET_METHODS]
+    out += [["configs/prompts/world.yaml"], ["configs/prompts/real.yaml", "configs/det/data/ov_coco.yaml"]]
     return out
 
 

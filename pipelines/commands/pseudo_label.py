@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     module, dm, ds, trainer = build_offline(rest, args.ckpt, args.split)
     settings = teacher_settings(args.threshold, args.top_k, gold_iou=args.gold_iou, top_proposals=args.top_proposals)
     if args.labeller == "teacher":
-        text = module.teacher.encode_text(module.class_names, module.hparams.templates)
+        text = module.text  # the method's class embeddings: its templates, or its learned prompt file
         fn = partial(_teacher_fn, text=text, target=list(module.novel_ids), dataset=ds, settings=settings)
         labeller, round_ = getattr(module.teacher, "name", "teacher"), 1
     else:

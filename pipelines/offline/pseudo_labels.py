@@ -15,6 +15,7 @@ import torch
 
 from distill.pseudo_boxes import select_pseudo_boxes, teacher_box_scores
 from distill.regions import teacher_region_embeddings
+from teachers.prompts import text_embeddings
 from pipelines.data.atomic import save_json
 
 from .batches import batches
@@ -87,14 +88,15 @@ def teacher_settings(score_threshold=0.5, top_k=5, nms_iou=0.5, gold_iou=0.5, sc
 def teacher_pseudo_labels(
     teacher, proposer, dataset, class_names: list[str], novel: list[str], templates="simple", top_proposals: int = 100,
     score_threshold: float = 0.5, top_k: int = 5, nms_iou: float = 0.5, gold_iou: float = 0.5, scale: float = 100.0,
-    batch_size: int = 16, progress=None, proposals: dict | None = None,
+    batch_size: int = 16, progress=None, proposals: dict | None = None, prompts: str | None = None,
 ) -> dict:
     """Round one, in process: the teacher classifies proposals over all class names.
 
     ``proposals``: a loaded proposals table (``load_proposals``) with ``teacher_regions``; its stored
     boxes, objectness and teacher embeddings are reused instead of running the proposer and the teacher.
+    ``prompts``: a learned prompt file replacing the templates.
     """
-    text = teacher.encode_text(class_names, templates)
+    text = text_embeddings(teacher, class_names, templates, prompts)
     target = [class_names.index(c) for c in novel]
     settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_proposals)
     found = []
