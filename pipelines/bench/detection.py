@@ -45,12 +45,12 @@ def _row(name: str, result: dict) -> dict:
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1,
+    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, prompts: str | None = None,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
     ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
-    (``benchmarks/choose_on_val.py``).
+    (``benchmarks/choose_on_val.py``). ``prompts``: a learned prompt file every classifier uses instead of templates.
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)
@@ -69,11 +69,11 @@ def run_det_methods(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*val_dataloader.*")
         L.seed_everything(seed, verbose=False)
-        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), class_names=dm.class_names, novel=dm.novel, lr=lr), dm)
-        vild_text = fit_and_test("ViLD-text", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), dm)
+        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), class_names=dm.class_names, novel=dm.novel, lr=lr, prompts=prompts), dm)
+        vild_text = fit_and_test("ViLD-text", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, prompts=prompts), dm)
         proposer = vild_text.student
 
-        baseline = TeacherOnProposals(teacher, proposer)
+        baseline = TeacherOnProposals(teacher, proposer, prompts=prompts)
         rows.insert(0, _row("teacher on proposals (CLIP-on-crops)", bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]))
         modules["teacher on proposals"] = baseline
 
@@ -82,20 +82,21 @@ def run_det_methods(
         proposals = out / "proposals_train.pt"
         save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals)
         with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
-        fit_and_test("ViLD (text + image)", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, image_weight=image_weight, image_regions=image_regions), with_props)
+        fit_and_test("ViLD (text + image)", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, image_weight=image_weight, image_regions=image_regions, prompts=prompts), with_props)
         fit_and_test(
             "ViLD-ensemble",
-            ViLD(teacher, world_detector(teacher.embed_dim, seed, weights, image_head=True), lr=lr, image_weight=image_weight, image_regions=image_regions, ensemble=True),
+            ViLD(teacher, world_detector(teacher.embed_dim, seed, weights, image_head=True), lr=lr, image_weight=image_weight, image_regions=image_regions, ensemble=True,
+                 prompts=prompts),
             with_props,
         )
 
         pseudo = out / "pseudo_labels_train.json"
         coco = teacher_pseudo_labels(
             teacher, proposer, train_set, dm.class_names, dm.novel, score_threshold=pseudo_threshold, gold_iou=pseudo_gold_iou,
-            proposals=load_proposals(proposals),
+            proposals=load_proposals(proposals), prompts=prompts,
         )
         save_pseudo_labels(coco, pseudo)
         with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
-        fit_and_test("pseudo-box self-training (teacher labels)", PseudoBoxDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr), with_pseudo)
+        fit_and_test("pseudo-box self-training (teacher labels)", PseudoBoxDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, prompts=prompts), with_pseudo)
     del base_only
     return rows, modules

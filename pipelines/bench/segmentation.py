@@ -37,13 +37,15 @@ def _row(name: str, result: dict) -> dict:
 
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
-    encoder_weights: str | None = None, lr: float = 1e-3,
+    encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
-    ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk).
+    ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk). ``prompts``: a
+    learned prompt file the methods use instead of templates.
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
+    teacher_args["prompts"] = prompts
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
     rows, modules = [], {}
     with warnings.catch_warnings():

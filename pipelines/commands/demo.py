@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--det-steps", type=int, default=100, help="training steps of each detection method")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task out")
+    parser.add_argument("--prompts", default="templates",
+                        help="class embeddings: 'templates' (hand-written), 'learned' (CoOp context trained on base boxes first) or a prompt file")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -64,7 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": command.strip(), "world": spec.to_dict(), "teacher": teacher.name}
     sections = {"Teacher zero-shot crop classification (accuracy %, held-out single-object crops)": ([teacher_row], crop_cols)}
     write_results(out, sections, meta)  # each finished section is on disk at once
-    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick}
+    prompts, suffix = None, ""
+    if args.prompts == "learned":
+        from pipelines.bench.prompts import learn_world_prompts
+
+        prompts, scores = learn_world_prompts(teacher, world, out / "init" / "prompts.safetensors", 20 if args.quick else 200, args.seed)
+        print(f"[prompts] learned context on base boxes: val crop accuracy base {scores['val/acc_base']:.1f}%, "
+              f"novel {scores['val/acc_novel']:.1f}%")
+        suffix = ", learned prompts"
+    elif args.prompts != "templates":
+        prompts, suffix = Path(args.prompts).expanduser().resolve(), f", prompts {Path(args.prompts).name}"
+    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick, "prompts": args.prompts}
     overlays = []
     if "seg" not in args.skip:
         from pipelines.bench.segmentation import SEG_COLUMNS, run_seg_methods
@@ -76,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[segmentation] reusing the finished section in {out / 'sections'} (same settings)")
         else:
             print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
-            seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]))
+            seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]),
+                                                   prompts=str(prompts) if prompts else None)
             overlays = save_method_overlays(seg_modules, world, out)
             save_section(out, "segmentation", settings, seg_rows)
-        sections["Segmentation on the world's test split (mIoU %, unseen = novel classes)"] = (seg_rows, SEG_COLUMNS)
+        sections[f"Segmentation on the world's test split (mIoU %, unseen = novel classes{suffix})"] = (seg_rows, SEG_COLUMNS)
         write_results(out, sections, meta)
     if "det" not in args.skip:
         from pipelines.bench.detection import DET_COLUMNS, run_det_methods
@@ -93,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[detection] {det_steps}-step training of base-only, ViLD-text, ViLD, ViLD-ensemble, pseudo-box detectors")
             det_rows, _ = run_det_methods(
                 teacher, world, out / "detection", steps=det_steps, seed=args.seed, weights=str(trunk["timm"]),
-                batch_size=args.det_batch_size,
+                batch_size=args.det_batch_size, prompts=str(prompts) if prompts else None,
             )
             save_section(out, "detection", settings, det_rows)
-        sections["Detection on the world's test split (box AP %, novel = classes without training boxes)"] = (det_rows, DET_COLUMNS)
+        sections[f"Detection on the world's test split (box AP %, novel = classes without training boxes{suffix})"] = (det_rows, DET_COLUMNS)
     md = write_results(out, sections, meta)
     print()
     print(md)
