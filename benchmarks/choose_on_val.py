@@ -40,9 +40,11 @@ def _validate(module, dm, steps):
     return judge.validate(module, dm, verbose=False)[0]
 
 
-def _table(title: str, header: list[str], rows: list[list]) -> str:
+def _table(title: str, header: list[str], rows: list[list], settings: int = 1) -> str:
     lines = [f"\n{title}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r) + " |" for r in rows]
+    # the first columns are settings (printed as given), the rest measurements
+    lines += ["| " + " | ".join(f"{v:.1f}" if isinstance(v, float) and k >= settings else str(v) for k, v in enumerate(r)) + " |"
+              for r in rows]
     return "\n".join(lines)
 
 
@@ -112,7 +114,7 @@ def main() -> None:
         for threshold in (0.5, 0.3):
             p, r = pseudo_precision(teacher, proposer, det_dm, gold_iou, threshold)
             rows.append([gold_iou, threshold, p, r])
-    out.append(_table("Teacher pseudo boxes on val images (novel boxes, IoU 0.5)", ["gold_iou", "score threshold", "precision", "recall"], rows))
+    out.append(_table("Teacher pseudo boxes on val images (novel boxes, IoU 0.5)", ["gold_iou", "score threshold", "precision", "recall"], rows, 2))
     print("\n".join(out))
 
 

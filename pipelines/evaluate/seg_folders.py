@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from distill.metrics import OpenVocabMeanIoU
@@ -72,6 +73,10 @@ class PairCounts(Dataset):
         return iou_counts(pred, gt, self.k, self.ignore)
 
 
+def _sum_counts(items: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(items).sum(0)
+
+
 def pair_files(gt_dir: Path, pred_dir: Path, gt_suffix: str, pred_suffix: str, strict: bool, notes: list[str]) -> list[tuple[Path, Path]]:
     for d, what in ((gt_dir, "ground-truth"), (pred_dir, "prediction")):
         if not d.is_dir():
@@ -101,7 +106,9 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, preset: str, gt_s
     notes: list[str] = []
     pairs = pair_files(gt_dir, pred_dir, gt_suffix, pred_suffix, strict, notes)
     metric = OpenVocabMeanIoU(len(names), [names.index(u) for u in unseen])
-    for counts in DataLoader(PairCounts(pairs, len(names), rzl), batch_size=None, num_workers=workers):
+    # workers sum the counts of 32 pairs before handing them over: one message per 32 images, not per image
+    loader = DataLoader(PairCounts(pairs, len(names), rzl), batch_size=32, num_workers=workers, collate_fn=_sum_counts)
+    for counts in loader:
         metric.update_counts(counts)
     result = metric.compute()
     iou = result.pop("IoU_per_class").double().numpy()
