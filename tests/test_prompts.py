@@ -25,9 +25,11 @@ def teacher():
     return make_teacher("prompt-rn", TINY_RN)
 
 
-@pytest.mark.parametrize("cfg", [TINY_RN, TINY_VIT])
-def test_context_initialised_from_a_phrase_is_that_template(cfg):
-    t = make_teacher(f"prompt-init-{len(cfg['vision_cfg'])}", cfg)
+@pytest.mark.parametrize("kind", ["clip-rn", "clip-vit", "custom-text"])
+def test_context_initialised_from_a_phrase_is_that_template(kind):
+    """Through the CLIP text transformer (CLIP class) and a CustomTextCLIP text tower alike."""
+    cfg = {"clip-rn": TINY_RN, "clip-vit": TINY_VIT, "custom-text": {**TINY_RN, "custom_text": True}}[kind]
+    t = make_teacher(f"prompt-init-{kind}", cfg)
     learner = PromptLearner(t, init="a photo of a")
     assert learner.n_ctx == 4
     assert torch.allclose(learner(NAMES), t.encode_text(NAMES, ["a photo of a {}."]), atol=1e-5)
