@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from teachers.prompts import text_embeddings
+
 from .det_losses import crop_class_scores, remap_labels, vild_image_loss
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
-from teachers.prompts import text_embeddings
-
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
 

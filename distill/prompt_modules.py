@@ -142,8 +142,19 @@ class PromptTuning(TeacherStudentModule):
             return
         with torch.no_grad():
             feats = teacher_region_embeddings(self.teacher, images, boxes, scales=(1.0,))
-            preds = (feats @ self.prompt(self.class_names).T).argmax(-1)
+            preds = (feats @ self._eval_text.T).argmax(-1)
         metric.update(preds, torch.cat([t["labels"] for t in targets]))
+
+    def _embed_all(self) -> None:
+        """Every class (held-out ones too) through the context once per evaluation pass, not once per batch."""
+        with torch.no_grad():
+            self._eval_text = self.prompt(self.class_names)
+
+    def on_validation_epoch_start(self):
+        self._embed_all()
+
+    def on_test_epoch_start(self):
+        self._embed_all()
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, self.val_accuracy)

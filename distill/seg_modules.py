@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from teachers.prompts import text_embeddings
+
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
-from teachers.prompts import text_embeddings
-
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
 

@@ -59,6 +59,7 @@ class PromptLearner(nn.Module):
             raise ValueError("class-specific context needs the class_names it is learned for")
         object.__setattr__(self, "teacher", teacher)  # not a submodule: frozen, and not saved with the prompt
         self.position, self.class_specific, self.init = position, class_specific, init
+        self._token_cache: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
         self.class_names = list(class_names) if class_names else None
         emb = token_embedding(teacher.model)
         if init:
@@ -91,22 +92,29 @@ class PromptLearner(nn.Module):
             raise ValueError(f"class-specific context was learned for {self.class_names}, not for {unknown}; use unified context")
         return self.ctx[[self.class_names.index(n) for n in class_names]]
 
+    def _slots(self, class_names: list[str]) -> tuple[Tensor, Tensor]:
+        """(tokens, context-slot mask) of the prompts, tokenised once per class list (the training loop asks
+        for the same list every step)."""
+        key = tuple(class_names)
+        if key not in self._token_cache:
+            t = self.teacher
+            tokens = t.tokenizer(self._prompts(class_names))
+            slots = tokens == int(t.tokenizer([PLACEHOLDER])[0][1])
+            counts = slots.sum(1)
+            if (counts != self.n_ctx).any():
+                bad = class_names[int((counts != self.n_ctx).nonzero()[0])]
+                raise ValueError(f"the prompt for {bad!r} does not hold {self.n_ctx} context slots (a name containing the word "
+                                 f"{PLACEHOLDER!r}, or longer than the tower's context length)")
+            self._token_cache[key] = (tokens, slots)
+        return self._token_cache[key]
+
     def forward(self, class_names: list[str]) -> Tensor:
         if isinstance(class_names, str) or not class_names:
             raise ValueError(f"class_names must be a non-empty list of strings, got {class_names!r}")
-        t = self.teacher
-        emb_layer = token_embedding(t.model)
-        tokens = t.tokenizer(self._prompts(class_names)).to(emb_layer.weight.device)
-        x_id = int(t.tokenizer([PLACEHOLDER])[0][1])
-        slots = tokens == x_id
-        counts = slots.sum(1)
-        if (counts != self.n_ctx).any():
-            bad = class_names[int((counts != self.n_ctx).nonzero()[0])]
-            raise ValueError(f"the prompt for {bad!r} does not hold {self.n_ctx} context slots (a name containing the word "
-                             f"{PLACEHOLDER!r}, or longer than the tower's context length)")
-        ctx = self._context(class_names)
-        with self._swap(emb_layer, slots, ctx):
-            out = t.model.encode_text(tokens)
+        emb_layer = token_embedding(self.teacher.model)
+        tokens, slots = (x.to(emb_layer.weight.device) for x in self._slots(list(class_names)))
+        with self._swap(emb_layer, slots, self._context(class_names)):
+            out = self.teacher.model.encode_text(tokens)
         return F.normalize(out.float(), dim=-1)
 
     @contextmanager

@@ -136,14 +136,10 @@ def per_category_ap(precision: np.ndarray, iou_index: int | None = None) -> np.n
     return out
 
 
-def ov_ap_summary(precision: np.ndarray | None, base: list[int], novel: list[int], ap: np.ndarray | None = None) -> dict:
-    """AP / AP50 (percent) over all, base and novel categories from COCOeval's ``precision`` (category axis in
-    ``base`` / ``novel`` index space): per-category AP first, then the mean over the categories with ground
-    truth (the OV-COCO / LVIS convention; over all categories it equals ``COCOeval.summarize``)."""
-    if precision is not None:
-        ap, ap50 = per_category_ap(precision), per_category_ap(precision, 0)
-    else:
-        ap50 = ap.copy()
+def ov_ap_summary(ap: np.ndarray, ap50: np.ndarray, base: list[int], novel: list[int]) -> dict:
+    """AP / AP50 (percent) over all, base and novel categories from per-category AP (``per_category_ap``):
+    the mean over the categories with ground truth (the OV-COCO / LVIS convention; over all categories it
+    equals ``COCOeval.summarize``)."""
     every = list(range(len(ap)))
     return {
         "AP": _mean(ap, every), "AP50": _mean(ap50, every),
@@ -202,10 +198,12 @@ class OpenVocabDetectionAP(_DetectionStore):
             if not a["iscrowd"]:
                 has_gt[a["category_id"] - 1] = True
         if dets and image_ids:
-            summary = ov_ap_summary(self._evaluate(gt, dets, image_ids), self.base, self.novel)
+            precision = self._evaluate(gt, dets, image_ids)
+            ap, ap50 = per_category_ap(precision), per_category_ap(precision, 0)
         else:  # nothing detected: AP 0 where there is ground truth (loadRes cannot take an empty list)
             ap = np.where(has_gt, 0.0, np.nan)
-            summary = ov_ap_summary(None, self.base, self.novel, ap=ap)
+            ap50 = ap.copy()
+        summary = ov_ap_summary(ap, ap50, self.base, self.novel)
         summary["AP_per_class"] = torch.tensor(summary["AP_per_class"])
         summary["AP50_per_class"] = torch.tensor(summary["AP50_per_class"])
         return summary

@@ -44,6 +44,30 @@ def _numpy_float_alias():
             del np.float
 
 
+def run_lvis_eval(lvis_json: str | Path, dets: list[dict], iou_type: str = "bbox", max_dets: int = 300,
+                  img_ids: list[int] | None = None):
+    """``LVISEval`` run on ``dets`` (LVIS category ids) against ``lvis_json``, optionally on ``img_ids`` only."""
+    from lvis import LVIS, LVISEval, LVISResults
+
+    logging.getLogger("lvis").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), _numpy_float_alias():
+        gt = LVIS(str(lvis_json))
+        if img_ids is not None:
+            missing = sorted(set(img_ids) - set(gt.get_img_ids()))
+            if missing:
+                raise ValueError(f"image ids {missing[:5]} are not in {lvis_json}")
+        ev = LVISEval(gt, LVISResults(gt, dets, max_dets=max_dets), iou_type)
+        if img_ids is not None:
+            ev.params.img_ids = img_ids
+        ev.run()
+    return ev
+
+
+def lvis_percent(ev, key: str) -> float:
+    """A summary value in percent; the evaluator's -1 (no ground truth in that group) is NaN."""
+    return float(ev.results[key]) * 100 if ev.results[key] > -1 else math.nan
+
+
 class LVISDetectionAP(_DetectionStore):
     def __init__(self, lvis_json: str, max_detections: int = 300, **kwargs):
         self.lvis_json = str(lvis_json)
@@ -55,23 +79,12 @@ class LVISDetectionAP(_DetectionStore):
         self.max_detections = max_detections
 
     def compute(self) -> dict:
-        from lvis import LVIS, LVISEval, LVISResults
-
         _, dets, image_ids = self.coco_inputs()
         keys = ("AP", "AP50", "APr", "APc", "APf")
         if not dets:
             return {k: 0.0 for k in keys}
         for d in dets:  # coco_inputs numbers categories index + 1; map back to the JSON's ids
             d["category_id"] = self.category_ids[d["category_id"] - 1]
-        logging.getLogger("lvis").setLevel(logging.ERROR)
-        with contextlib.redirect_stdout(io.StringIO()), _numpy_float_alias():
-            gt = LVIS(self.lvis_json)
-            missing = sorted(set(image_ids) - set(gt.get_img_ids()))
-            if missing:
-                raise ValueError(f"image ids {missing[:5]} are not in {self.lvis_json}")
-            ev = LVISEval(gt, LVISResults(gt, dets, max_dets=self.max_detections), "bbox")
-            ev.params.img_ids = image_ids
-            ev.run()
-        # the evaluator reports -1 for a frequency group without ground truth among the evaluated images
-        return {k: (float(ev.results[k]) * 100 if ev.results[k] > -1 else math.nan) for k in keys}
+        ev = run_lvis_eval(self.lvis_json, dets, "bbox", self.max_detections, image_ids)
+        return {k: lvis_percent(ev, k) for k in keys}
 

@@ -17,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     result = cli.trainer.validate(cli.model, cli.datamodule, verbose=False)
     if cli.trainer.is_global_zero:
         path = cli.model.export(args.out)
-        scores = {k: v for k, v in (result[0] if result else {}).items()}
-        shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items() if not math.isnan(v))
+        shown = "  ".join(f"{k} {v:.1f}" for k, v in (result[0] if result else {}).items() if not math.isnan(v))
         print(f"wrote {path}  (val crop accuracy: {shown or 'n/a'})")
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from pipelines.world.pretrain_run import pretrain_teacher
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
 

@@ -24,15 +24,21 @@ from .loaders import augment_generator, split_key
 log = logging.getLogger(__name__)
 
 
+def read_json(path: str | Path, what: str = "annotation file"):
+    """A JSON file's content; a missing, truncated or malformed file raises naming it (``what`` says which)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist (resolved in {path.parent.resolve()})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON (truncated?): {err}") from err
+
+
 def load_coco(path: str | Path) -> COCO:
     """pycocotools ``COCO`` of a JSON file; a missing, truncated or malformed file raises naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist (resolved in {path.parent.resolve()})")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"annotation file {path} is not valid JSON (truncated?): {err}") from err
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"annotation file {path} holds a {type(data).__name__}, not a COCO object")
     for key in ("images", "annotations", "categories"):

@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from distill.metrics.detection import coco_api, ov_ap_summary
-from distill.metrics.lvis import _numpy_float_alias
+from distill.metrics.detection import coco_api, ov_ap_summary, per_category_ap
+from distill.metrics.lvis import lvis_percent, run_lvis_eval
 
+from ..data.coco_det import load_coco, read_json
 from ..data.det_splits import split_classes
 
 RECALL = np.linspace(0.0, 1.0, 101)  # COCOeval's recall thresholds
@@ -37,14 +37,13 @@ class DetEvaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def read_json(path: str | Path, what: str):
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); truncated?") from None
+def world_split(path: Path) -> dict:
+    """The ``split.json`` of the world holding ``path`` (in it or any folder above it)."""
+    path = path.resolve()
+    found = next((d / "split.json" for d in [path, *path.parents] if (d / "split.json").is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"no split.json in {path} or any folder above it: give a file or folder inside a world")
+    return json.loads(found.read_text())
 
 
 def novel_names(split: str, gt_path: Path, gt: dict) -> tuple[list[str], list[str]]:
@@ -53,10 +52,7 @@ def novel_names(split: str, gt_path: Path, gt: dict) -> tuple[list[str], list[st
         return split_classes(split, gt_path)
     names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
     if split == "world":
-        found = next((d / "split.json" for d in gt_path.resolve().parents if (d / "split.json").is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f"--split world: no split.json in any folder above {gt_path} (give the world's annotation file)")
-        novel = list(json.loads(found.read_text())["novel"])
+        novel = list(world_split(gt_path)["novel"])
     else:
         path = Path(split)
         if not path.is_file():
@@ -131,10 +127,7 @@ def evaluate_detections(gt_path: str | Path, dt_path: str | Path, split: str, io
                         dt_categories: str | Path | None = None, backend: str = "pycocotools", max_dets: int | None = None) -> DetEvaluation:
     """Evaluate a results file: AP / AP50 over all, base and novel classes (LVIS: APr / APc / APf), per class."""
     gt_path = Path(gt_path)
-    gt = read_json(gt_path, "ground-truth file")
-    for key in ("images", "annotations", "categories"):
-        if key not in gt:
-            raise ValueError(f"ground-truth file {gt_path} has no {key!r}: not a COCO instances JSON")
+    gt = load_coco(gt_path).dataset  # checked as training reads it (lists present, no duplicate image ids)
     names, novel = novel_names(split, gt_path, gt)
     notes: list[str] = []
     dets = load_results(dt_path, gt, iou_type, strict, dt_categories, notes)
@@ -148,7 +141,7 @@ def evaluate_detections(gt_path: str | Path, dt_path: str | Path, split: str, io
         precision, lvis_metrics = _coco_precision(gt, dets, iou_type, cat_ids, backend, max_dets or 100), {}
     novel_idx = [names.index(n) for n in novel]
     base_idx = [k for k in range(len(names)) if k not in novel_idx]
-    summary = ov_ap_summary(precision, base_idx, novel_idx)
+    summary = ov_ap_summary(per_category_ap(precision), per_category_ap(precision, 0), base_idx, novel_idx)
     ap, ap50 = summary.pop("AP_per_class"), summary.pop("AP50_per_class")
     metrics = {**summary, **lvis_metrics}
     return DetEvaluation(metrics, names, novel, ap, ap50, precision[0, :, :, 0, -1].T.copy(), notes)
@@ -169,14 +162,7 @@ def _coco_precision(gt: dict, dets: list[dict], iou_type: str, cat_ids: list[int
 
 
 def _lvis_precision(gt_path: Path, dets: list[dict], iou_type: str, cat_ids: list[int], max_dets: int) -> tuple[np.ndarray, dict]:
-    from lvis import LVIS, LVISEval, LVISResults
-
-    logging.getLogger("lvis").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), _numpy_float_alias():
-        gt = LVIS(str(gt_path))
-        ev = LVISEval(gt, LVISResults(gt, dets, max_dets=max_dets), iou_type)
-        ev.run()
+    ev = run_lvis_eval(gt_path, dets, iou_type, max_dets)
     order = [ev.params.cat_ids.index(c) for c in cat_ids]
     precision = np.asarray(ev.eval["precision"])[:, :, order, :][..., None]  # [T, R, K, A] -> COCO's [T, R, K, A, M]
-    results = {k: float(ev.results[k]) * 100 if ev.results[k] > -1 else float("nan") for k in ("APr", "APc", "APf")}
-    return precision, results
+    return precision, {k: lvis_percent(ev, k) for k in ("APr", "APc", "APf")}

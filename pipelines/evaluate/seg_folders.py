@@ -8,7 +8,6 @@ number of images.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from distill.metrics.segmentation import iou_counts
 
 from ..data.seg_folder import read_label
 from ..data.seg_presets import get_preset
+from .det_results import world_split
 
 
 @dataclass
@@ -39,10 +39,7 @@ class SegEvaluation:
 def seg_vocabulary(preset: str, gt_dir: Path) -> tuple[list[str], list[str], bool]:
     """(class names, unseen names, reduce_zero_label) of a preset, or of the world above ``gt_dir``."""
     if preset == "world":
-        found = next((d / "split.json" for d in [gt_dir.resolve(), *gt_dir.resolve().parents] if (d / "split.json").is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f"--preset world: no split.json in {gt_dir} or any folder above it (give the world's labels/<split>)")
-        split = json.loads(found.read_text())
+        split = world_split(gt_dir)
         return ["background", *split["classes"]], list(split["novel"]), False
     p = get_preset(preset)
     return list(p.names), list(p.unseen), p.reduce_zero_label
