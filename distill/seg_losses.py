@@ -16,11 +16,15 @@ def dense_feature_loss(student: Tensor, teacher: Tensor, kind: str = "cosine") -
         raise ValueError(f"student embeddings are {student.shape[1]}-d, teacher dense features {teacher.shape[1]}-d")
     pooled = F.normalize(F.adaptive_avg_pool2d(student, teacher.shape[-2:]), dim=1)
     target = F.normalize(teacher.to(pooled.dtype), dim=1)
+    # a zero teacher vector marks a cell with no teacher signal (padding of a cached, augmented view)
+    valid = (teacher.abs().sum(dim=1) > 0).to(pooled.dtype)
     if kind == "cosine":
-        return (1 - (pooled * target).sum(dim=1)).mean()
-    if kind == "l1":
-        return (pooled - target).abs().sum(dim=1).mean()
-    raise ValueError(f"dense loss kind={kind!r}; expected 'cosine' or 'l1'")
+        per_cell = 1 - (pooled * target).sum(dim=1)
+    elif kind == "l1":
+        per_cell = (pooled - target).abs().sum(dim=1)
+    else:
+        raise ValueError(f"dense loss kind={kind!r}; expected 'cosine' or 'l1'")
+    return (per_cell * valid).sum() / valid.sum().clamp(min=1)
 
 
 def remap_to_subset(target: Tensor, subset: list[int], ignore_index: int = 255) -> Tensor:

@@ -18,6 +18,7 @@ from teachers.prompts import text_embeddings
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+from .teacher_key import dense_cache_key, key_mismatch
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
 
@@ -81,17 +82,46 @@ class OpenVocabSegModule(TeacherStudentModule):
 
     def setup(self, stage: str) -> None:
         self._vocabulary_from_datamodule()
+        if stage == "fit" and self.uses_dense_teacher:
+            self._check_teacher_cache()
         self.val_metric.to(self.device)
         self.test_metric.to(self.device)
         self.set_buffer("text", text_embeddings(self.teacher, self.class_names, self.hparams.templates, self.hparams.prompts))
 
     # ------------------------------------------------------------------ teacher seam
+    def _check_teacher_cache(self) -> None:
+        """A datamodule that reads a teacher cache must have built it with this run's teacher and preprocessing."""
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        cache = dm.dense_cache() if hasattr(dm, "dense_cache") else None
+        if cache is None:
+            return
+        hp = self.hparams
+        diff = key_mismatch(cache.key, dense_cache_key(self.teacher, hp.teacher_mode, hp.teacher_size, hp.teacher_stride))
+        if diff:
+            raise ValueError(
+                f"teacher cache {cache.root} was built for another teacher or preprocessing ({'; '.join(diff)}); "
+                "rebuild it for this config with `ovdistill cache -c ... --rebuild`, or drop data.teacher_cache to run the teacher live"
+            )
+
     def teacher_dense(self, batch: dict) -> Tensor:
-        """Teacher dense map for the batch: from a cache if the batch carries it, else computed live."""
+        """Teacher dense map for the batch: from a cache if the batch carries it (zero vectors where the
+        augmented view has no image), else computed live."""
         if "teacher_dense" in batch:
             return batch["teacher_dense"]
         hp = self.hparams
         return self.teacher.encode_dense(batch["image"], hp.teacher_mode, hp.teacher_size, hp.teacher_stride)
+
+    def teacher_scores(self, batch: dict) -> tuple[Tensor, Tensor | None]:
+        """(teacher dense logits at image size, pixels that have a teacher score or None = all): the cached map's
+        cosine with the text, resized as the live path resizes it, or the live teacher."""
+        if "teacher_dense" not in batch:
+            return self.teacher_logits(batch["image"], self.text), None
+        dense = batch["teacher_dense"].to(self.text)
+        size = tuple(batch["image"].shape[-2:])
+        logits = torch.einsum("bdhw,kd->bkhw", F.normalize(dense, dim=1), self.text)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        valid = F.interpolate((dense.abs().sum(1, keepdim=True) > 0).float(), size=size, mode="nearest")[:, 0] > 0
+        return logits, valid
 
     def teacher_logits(self, images: Tensor, text: Tensor) -> Tensor:
         hp = self.hparams
@@ -226,14 +256,13 @@ class MaskCLIPPlus(OpenVocabSegModule):
         emb = self.student(batch["image"])
         logits = self.student.classify(emb, self.text, hp.logit_scale, self.background_index)
         with torch.no_grad():
-            if self.self_training():
-                scores = logits.detach()
-            else:
-                scores = self.teacher_logits(batch["image"], self.text)
+            scores, valid = (logits.detach(), None) if self.self_training() else self.teacher_scores(batch)
             target = pseudo_labels(
                 batch["label"], scores, self.unseen_ids, transductive=hp.transductive,
                 threshold=hp.pseudo_threshold, ignore_index=hp.ignore_index,
             )
+            if valid is not None:  # padding of an augmented view has no cached teacher score
+                target = torch.where(valid, target, torch.full_like(target, hp.ignore_index))
         loss = F.cross_entropy(logits, target, ignore_index=hp.ignore_index)
         self.log("train/loss", loss, prog_bar=True)
         return loss

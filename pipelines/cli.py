@@ -14,6 +14,7 @@ from pathlib import Path
 # command -> ("module" or "module:function", short help); the function (default ``main``) takes argv.
 PROJECT_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.commands.demo", "run the whole mission offline on the synthetic world and print a results table"),
+    "cache": ("pipelines.commands.cache", "precompute the teacher's dense maps of a training split (sharded, resumable, multi-rank)"),
     "proposals": ("pipelines.commands.proposals", "store a base-trained RPN's proposals + teacher region embeddings (ViLD-image)"),
     "pseudo-label": ("pipelines.commands.pseudo_label", "write novel-class pseudo boxes (teacher or detector labeller) as COCO JSON"),
     "evaluate": ("pipelines.commands.evaluate", "open-vocabulary AP / mIoU of any model's prediction files, with tables and plots"),

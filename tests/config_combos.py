@@ -13,6 +13,7 @@ DET_REAL = [("ov_coco", m) for m in DET_METHODS] + [("ov_lvis", "vild_text")]
 def combos() -> list[list[str]]:
     out = [["configs/seg/real.yaml", f"configs/seg/data/{d}.yaml", f"configs/seg/method/{m}.yaml"] for d, m in SEG_REAL]
     out += [["configs/seg/world.yaml", f"configs/seg/method/{m}.yaml"] for m in SEG_METHODS]
+    out += [["configs/seg/world.yaml", f"configs/seg/method/{m}.yaml", "configs/seg/cached.yaml"] for m in ("dense_distill", "maskclip_plus")]
     out += [["configs/det/real.yaml", f"configs/det/data/{d}.yaml", f"configs/det/method/{m}.yaml"] for d, m in DET_REAL]
     out += [["configs/det/world.yaml", f"configs/det/method/{m}.yaml"] for m in DET_METHODS]
     out += [["configs/prompts/world.yaml"], ["configs/prompts/real.yaml", "configs/det/data/ov_coco.yaml"]]

@@ -18,10 +18,11 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.world": {"pipelines.data", "distill", "teachers", "students"},
     "pipelines.offline": {"pipelines.data", "pipelines.world", "distill", "teachers", "students"},
     "pipelines.evaluate": {"pipelines.data", "distill"},
-    "pipelines.bench": {"pipelines.offline", "pipelines.data", "pipelines.world", "distill", "teachers", "students"},
-    "pipelines.commands": {"pipelines", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
+    "pipelines.cache": {"pipelines.data", "distill", "teachers", "students"},
+    "pipelines.bench": {"pipelines.cache", "pipelines.offline", "pipelines.data", "pipelines.world", "distill", "teachers", "students"},
+    "pipelines.commands": {"pipelines", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
                            "teachers", "students"},
-    "pipelines": {"pipelines.commands", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
+    "pipelines": {"pipelines.commands", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
                   "teachers", "students"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)

@@ -20,6 +20,7 @@ from distill.vocabulary import NamesFromVocabulary, Vocabulary
 from .loaders import SplitLoaders, augment_generator, global_seed, split_key
 from .seg_folder import SegFolderDataset
 from .seg_presets import get_preset
+from .teacher_cache import DenseCache, WithTeacherDense, fit_dense
 
 
 class SegTrainTransform(Dataset):
@@ -42,10 +43,11 @@ class SegTrainTransform(Dataset):
         g = augment_generator(self.seed, epoch or 0, i)
         item = dict(self.base[i])
         image, label = item["image"], item["label"]
+        h, w = image.shape[-2:]
+        box = (0.0, 0.0, float(w), float(h))  # the training view in the original image's pixels (cached maps follow it)
         if self.crop_size:
             lo, hi = self.scale_range
             s = lo + (hi - lo) * float(torch.rand((), generator=g))
-            h, w = image.shape[-2:]
             size = (max(1, round(h * s)), max(1, round(w * s)))
             image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
             label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
@@ -56,8 +58,13 @@ class SegTrainTransform(Dataset):
             y = int(torch.randint(0, image.shape[-2] - c + 1, (), generator=g))
             x = int(torch.randint(0, image.shape[-1] - c + 1, (), generator=g))
             image, label = image[:, y : y + c, x : x + c], label[y : y + c, x : x + c]
-        if self.flip and torch.rand((), generator=g) < 0.5:
+            sy, sx = size[0] / h, size[1] / w
+            box = (x / sx, y / sy, (x + c) / sx, (y + c) / sy)
+        flip = bool(self.flip and torch.rand((), generator=g) < 0.5)
+        if flip:
             image, label = image.flip(-1), label.flip(-1)
+        if "teacher_dense" in item:
+            fit_dense(item, box, (h, w), flip)
         item.update(image=image, label=label)
         return item
 
@@ -83,6 +90,9 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
     directory. A label is ``label_dir/<image stem><label_suffix>`` (COCO-Stuff 164k: ``_labelTrainIds.png``).
     Whatever the files hold, no label of an unseen class leaves ``dataset("train")``: its pixels
     read as ``ignore_index``, as every zero-shot segmentation protocol requires.
+
+    ``teacher_cache``: a directory written by ``ovdistill cache``; training batches then carry the cached
+    teacher dense maps (``teacher_dense``) and the dense methods read them instead of running the teacher.
     """
 
     def __init__(
@@ -100,6 +110,7 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         scale_range: tuple[float, float] = (0.5, 2.0),
         ignore_index: int = 255,
         label_suffix: str = ".png",
+        teacher_cache: str | None = None,
     ):
         super().__init__()
         if preset is not None:
@@ -129,9 +140,21 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
             label_suffix=self.hparams.label_suffix,
         )
 
+    def dense_cache(self) -> DenseCache | None:
+        """The teacher cache of the training split (``teacher_cache``, relative to the working directory), checked
+        against the split's images; ``None`` when the teacher runs live."""
+        if not self.hparams.teacher_cache:
+            return None
+        cache = DenseCache(self.hparams.teacher_cache)
+        cache.check_stems([p.stem for p in self.dataset("train").images], f"the training split under {self.root}")
+        return cache
+
     def _train_dataset(self) -> Dataset:
         hp = self.hparams
-        return SegTrainTransform(self.dataset("train"), hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index, seed=global_seed())
+        base, cache = self.dataset("train"), self.dense_cache()
+        if cache is not None:
+            base = WithTeacherDense(base, cache)
+        return SegTrainTransform(base, hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index, seed=global_seed())
 
     def _batch_sizes(self) -> tuple[int, int, int]:
         return self.hparams.batch_size, self.hparams.eval_batch_size, self.hparams.num_workers

@@ -1,0 +1,1 @@
+"""Building teacher caches: the teacher's outputs computed once, sharded, checksummed and resumable."""
