@@ -43,6 +43,8 @@ class OpenVocabDetModule(TeacherStudentModule):
         backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         max_detections: int = 100,
         lvis_json: str | None = None,
+        region_teacher: Literal["crop", "dense"] = "crop",
+        region_stride: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
@@ -88,6 +90,11 @@ class OpenVocabDetModule(TeacherStudentModule):
     def train_text(self) -> Tensor:
         return self.text[self.train_classes()]
 
+    def teacher_regions(self, images: list[Tensor], boxes: list[Tensor], scales) -> Tensor:
+        """The teacher's region embeddings by this run's ``region_teacher`` (crops, or pooled from a dense map)."""
+        hp = self.hparams
+        return teacher_region_embeddings(self.teacher, images, boxes, scales, hp.region_teacher, hp.region_stride)
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -125,10 +132,16 @@ class OpenVocabDetModule(TeacherStudentModule):
         return out
 
 
-def check_region_teacher(meta: dict, teacher) -> None:
-    """Stored teacher region embeddings must come from this run's teacher (same name, weights and dim)."""
+def check_region_teacher(meta: dict, teacher, region_teacher: str = "crop") -> None:
+    """Stored teacher region embeddings must come from this run's teacher (same name, weights and dim) and
+    region teacher (crop or dense-pooled)."""
     if not meta or meta.get("teacher_dim") is None:
         return
+    if meta.get("region_teacher", "crop") != region_teacher:
+        raise ValueError(
+            f"proposals file {meta.get('path')} holds {meta.get('region_teacher', 'crop')} region embeddings but this run's "
+            f"region_teacher is {region_teacher!r}; recompute it with `ovdistill proposals` and this config"
+        )
     name = getattr(teacher, "name", "")
     if meta.get("teacher") != name or meta["teacher_dim"] != teacher.embed_dim:
         raise ValueError(
@@ -165,7 +178,7 @@ class ViLD(OpenVocabDetModule):
     def on_train_start(self) -> None:
         # the training dataloader (and with it the proposals file) exists by now
         if self.hparams.image_weight > 0:
-            check_region_teacher(getattr(self.trainer.datamodule, "proposals_meta", None), self.teacher)
+            check_region_teacher(getattr(self.trainer.datamodule, "proposals_meta", None), self.teacher, self.hparams.region_teacher)
 
     def image_targets(self, images: list[Tensor], targets: list[dict]) -> tuple[list[Tensor], Tensor]:
         n = self.hparams.image_regions
@@ -176,7 +189,7 @@ class ViLD(OpenVocabDetModule):
         if all("teacher_regions" in t for t in targets):
             teacher = torch.cat([t["teacher_regions"][:n] for t in targets]).to(self.device)
         else:
-            teacher = teacher_region_embeddings(self.teacher, images, regions, self.hparams.region_scales)
+            teacher = self.teacher_regions(images, regions, self.hparams.region_scales)
         return regions, F.normalize(teacher.float(), dim=-1)
 
     def training_step(self, batch, batch_idx):
@@ -254,7 +267,7 @@ class TeacherOnProposals(OpenVocabDetModule):
         boxes, objectness = self.student.propose(images)
         boxes = [b[: hp.top_proposals] for b in boxes]
         objectness = [o[: hp.top_proposals] for o in objectness]
-        emb = teacher_region_embeddings(self.teacher, images, boxes, hp.region_scales).split([len(b) for b in boxes])
+        emb = self.teacher_regions(images, boxes, hp.region_scales).split([len(b) for b in boxes])
         out = []
         for b, o, e in zip(boxes, objectness, emb):
             p = crop_class_scores(e, self.text, o, hp.teacher_scale)

@@ -27,6 +27,7 @@ from .factory import (
     register_model_cfg,
 )
 from .image_ops import check_boxes, check_images, context_boxes, crop_and_resize, to_rois, whole_image_boxes
+from .region_pool import pool_regions
 from .refine import refine_logits
 from .templates import resolve_templates
 
@@ -206,6 +207,17 @@ class OpenCLIPTeacher(nn.Module):
             feats.append(self._embed(self.normalize(crops)))
         emb = torch.cat(feats).view(len(scales), n, -1).mean(dim=0)
         return F.normalize(emb, dim=-1)
+
+    @torch.no_grad()
+    def encode_regions_dense(self, images: Tensor, boxes: list[Tensor], scales=(1.0, 1.5), mode: str = "maskclip",
+                             size: tuple[int, int] | None = None, output_stride: int | None = None) -> Tensor:
+        """``[sum N_i, D]`` region embeddings pooled (RoIAlign) from one dense forward per image at ``size``
+        (default: the images' own size), same box and scale conventions as ``encode_regions``."""
+        check_images(images)
+        check_boxes(boxes, images)
+        images = images.to(self.device, torch.float32)
+        feats = self.encode_dense(images, mode, size or tuple(images.shape[-2:]), output_stride)
+        return pool_regions(feats, tuple(images.shape[-2:]), boxes, scales)
 
     # ------------------------------------------------------------------ dense
     @torch.no_grad()

@@ -1,5 +1,6 @@
 """``ovdistill proposals``: a base-trained RPN's top-N boxes per training image with the teacher's region embeddings
-(1x + 1.5x crops) for ViLD-image, through ``Trainer.predict`` (each rank its shard, rank 0 merges):
+(1x + 1.5x crops, or pooled from one dense forward per image: ``--model.init_args.region_teacher dense``) for
+ViLD-image, through ``Trainer.predict`` (each rank its shard, rank 0 merges):
 
     ovdistill proposals -c configs/det/real.yaml -c configs/det/data/ov_coco.yaml -c configs/det/method/vild_text.yaml \
         --ckpt RUN/checkpoints/last.ckpt --out data/coco/proposals_train.pt [--trainer.devices 8]
@@ -22,14 +23,15 @@ def main(argv: list[str]) -> int:
 
     module, _, ds, trainer = build_offline(rest, args.ckpt, args.split)
     teacher = None if args.no_teacher_regions else module.teacher
-    scales = tuple(getattr(module.hparams, "region_scales", (1.0, 1.5)))
+    hp = module.hparams
+    scales = tuple(getattr(hp, "region_scales", (1.0, 1.5)))
 
     def fn(m, images, targets):
-        return propose_batch(m.student, teacher, images, targets, args.top_n, scales)
+        return propose_batch(m.student, teacher, images, targets, args.top_n, scales, hp.region_teacher, hp.region_stride)
 
     out = Path(args.out)
     items = run_pass(trainer, module, ds, fn, args.batch_size, parts_dir(out))
     if items is not None:
-        props = pack_proposals(items, teacher, scales, file_fingerprint(ds.ann_file))
+        props = pack_proposals(items, teacher, scales, file_fingerprint(ds.ann_file), hp.region_teacher)
         print(f"wrote {save_proposals(props, out)}: {len(props['boxes'])} proposals on {len(items)} images")
     return 0

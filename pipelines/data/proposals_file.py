@@ -28,7 +28,7 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: str = "") -> dict:
+def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: str = "", region_teacher: str = "crop") -> dict:
     """The file's dict from per-image ``{"image_id", "boxes", "objectness"[, "regions"]}`` items; ``source`` is the
     fingerprint of the annotation file whose images they were computed on."""
     out = {
@@ -39,6 +39,7 @@ def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: s
         "boxes": torch.cat([i["boxes"].float() for i in items]) if items else torch.zeros(0, 4),
         "objectness": torch.cat([i["objectness"].float() for i in items]) if items else torch.zeros(0),
         "scales": list(scales), "teacher": getattr(teacher, "name", "") if teacher is not None else "",
+        "region_teacher": region_teacher,
     }
     if teacher is not None:
         out["teacher_regions"] = torch.cat([i["regions"].float() for i in items]).half()
@@ -73,6 +74,7 @@ def load_proposals(path: str | Path) -> dict[str, dict]:
         out["teacher_regions"] = dict(zip(ids, regions.float().split(counts)))
     out["meta"] = {
         "path": str(path), "teacher": data.get("teacher", ""), "scales": list(data.get("scales", [])), "source": data.get("source", ""),
+        "region_teacher": data.get("region_teacher", "crop"),
         "teacher_dim": int(data["teacher_regions"].shape[1]) if "teacher_regions" in data else None,
     }
     return out

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from distill.regions import teacher_region_embeddings
+
 from .generate import scene_rng
 from .scene import SceneConfig, sample_scene
 
@@ -33,19 +35,21 @@ def single_object_crops(
 
 @torch.no_grad()
 def crop_accuracy(
-    teacher, classes, templates="simple", per_class: int = 40, seed: int = 0, batch: int = 64, scales=(1.5,)
+    teacher, classes, templates="simple", per_class: int = 40, seed: int = 0, batch: int = 64, scales=(1.5,),
+    region_teacher: str = "crop", output_stride: int | None = None,
 ):
     """Zero-shot accuracy (%) on held-out single-object crops: mean of per-class accuracies, and per class.
 
     Each object's box, enlarged 1.5x about its centre (the object with a margin of context, as ViLD's
     context crop), is embedded with ``encode_regions`` and matched to "a photo of a {class}.". Pass
-    ``scales=(1.0,)`` for tight crops or ``(1.0, 1.5)`` for ViLD's average.
+    ``scales=(1.0,)`` for tight crops or ``(1.0, 1.5)`` for ViLD's average; ``region_teacher="dense"`` pools the
+    boxes from one dense forward per image instead.
     """
     images, boxes, labels = single_object_crops(tuple(classes), per_class, seed)
     text = teacher.encode_text(list(classes), templates)
     preds = []
     for s in range(0, len(images), batch):
-        emb = teacher.encode_regions(images[s : s + batch], boxes[s : s + batch], scales=scales)
+        emb = teacher_region_embeddings(teacher, list(images[s : s + batch]), boxes[s : s + batch], scales, region_teacher, output_stride)
         preds.append((emb @ text.T).argmax(1).cpu())
     preds = torch.cat(preds)
     per_class = {c: float((preds[labels == i] == i).float().mean() * 100) for i, c in enumerate(classes)}
