@@ -73,6 +73,21 @@ MUTATIONS = [
     ("prompt tuning trains on every class, held-out ones included", "distill/prompt_modules.py",
      "        names = [self.class_names[i] for i in self.base_ids]\n        text = self.prompt(names)",
      "        names = self.class_names\n        text = self.prompt(names)", "tests/test_prompts.py"),
+    ("cached map of a flipped sample not flipped", "pipelines/data/teacher_cache.py",
+     "    if flip:\n        if mirrored is None:", "    if False:\n        if mirrored is None:", "tests/test_teacher_cache.py"),
+    ("cached map not cut to the crop window", "pipelines/data/teacher_cache.py",
+     "        item[\"teacher_dense\"] = crop_dense(plain, box, image_hw)", "        item[\"teacher_dense\"] = plain", "tests/test_teacher_cache.py"),
+    ("MaskCLIP+ pseudo-labels padding from a zero cached map", "distill/seg_modules.py",
+     "            if valid is not None:  # padding", "            if False:  # padding", "tests/test_teacher_cache.py"),
+    ("teacher cache key compared field by field: never", "distill/teacher_key.py",
+     "    return [f\"{f}: cache", "    return [] and [f\"{f}: cache", "tests/test_teacher_cache.py"),
+    ("cache shard checksum not verified", "pipelines/cache/shards.py",
+     "    if file_sha256(path) != sha:", "    if False:", "tests/test_teacher_cache.py"),
+    ("cache build with all threads (bytes depend on process count)", "pipelines/cache/dense.py",
+     "            torch.set_num_threads(1)", "            pass", "tests/test_multinode.py -m slow -k two_nodes"),
+    ("dense-pooled regions read the map in image pixels", "teachers/region_pool.py",
+     "    scale_y, scale_x = feats.shape[-2] / height, feats.shape[-1] / width", "    scale_y, scale_x = 1.0, 1.0",
+     "tests/test_region_teacher.py"),
 ]
 
 
@@ -83,7 +98,7 @@ def run(name: str, file: str, old: str, new: str, tests: str) -> bool:
         raise SystemExit(f"mutation {name!r}: the original text is not found exactly once in {file}")
     try:
         path.write_text(text.replace(old, new))
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", tests], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()], cwd=ROOT,
                               capture_output=True, text=True)
     finally:
         path.write_text(text)

@@ -73,6 +73,13 @@ def test_detection_workflow_from_the_command_line(tiny_world, tmp_path):
     assert all(c["id"] == gt_ids[c["name"]] for c in coco["categories"])
     assert coco["annotations"], "threshold 0 must keep some pseudo boxes"
     assert coco["info"]["ovdistill"]["round"] == 1
+    # round one from the proposals file: stored boxes and teacher regions, no proposer or teacher forward
+    live8, stored8 = tmp_path / "live8.json", tmp_path / "stored8.json"
+    for out, extra in ((live8, []), (stored8, ["--proposals", str(props)])):
+        assert main(["pseudo-label", *common, "--ckpt", str(ckpt), "--out", str(out), "--threshold", "0.0", "--top-proposals", "8", *extra]) == 0
+    a, b = (sorted((x["image_id"], x["category_id"], tuple(round(v) for v in x["bbox"])) for x in json.loads(f.read_text())["annotations"])
+            for f in (live8, stored8))
+    assert a and len(a) == len(b) and len(set(a) & set(b)) >= 0.9 * len(a)
     pseudo_ckpt = _fit("pseudo_box", tiny_world, trunk, tmp_path / "pseudo", ["--data.init_args.pseudo_labels", str(pseudo)])
 
     round2 = tmp_path / "round2.json"

@@ -88,9 +88,10 @@ def test_crop_dense_reads_the_window_on_the_live_grid():
 
 def test_scale_crop_augmentation_maps_follow_the_image(built, vit_teacher, tiny_world):
     """With random scale + crop + flip, the batch's map is the cached whole-image map cut at the sample's
-    window: it matches the live teacher on the augmented image better than any other sample's map does."""
+    window: it matches the live teacher on the augmented image better than any other sample's map does, and
+    where the view is padding there is no teacher signal (zero map, no MaskCLIP+ pseudo label)."""
     _, _, out = built
-    dm = WorldSegDataModule(str(tiny_world), batch_size=8, teacher_cache=str(out), crop_size=48, scale_range=(0.75, 1.5))
+    dm = WorldSegDataModule(str(tiny_world), batch_size=8, teacher_cache=str(out), crop_size=48, scale_range=(0.5, 1.5))
     batch = next(iter(dm.train_dataloader()))
     live = vit_teacher.encode_dense(batch["image"], "maskclip", (64, 64))
     cached = batch["teacher_dense"]
@@ -98,6 +99,15 @@ def test_scale_crop_augmentation_maps_follow_the_image(built, vit_teacher, tiny_
     agree = ((cached * live).sum(1) * valid).sum((1, 2)) / valid.sum((1, 2))
     shuffled = ((cached.roll(1, 0) * live).sum(1) * valid).sum((1, 2)) / valid.sum((1, 2))
     assert (agree > shuffled).all(), (agree, shuffled)
+    padded = (batch["image"].abs().sum(1) == 0) & (batch["label"] == 255)  # the crop reached past a small scaled image
+    has_pad = padded[:, -1, :].all(1) | padded[:, :, -1].all(1) | padded[:, :, 0].all(1)
+    assert has_pad.any() and (~has_pad).any()
+    module = MaskCLIPPlus(vit_teacher, tiny_segmenter(vit_teacher.embed_dim), teacher_size=(64, 64))
+    module._set_vocabulary(dm.vocabulary)
+    module.setup("test")
+    _, pixel_valid = module.teacher_scores(batch)
+    assert pixel_valid[has_pad][padded[has_pad]].float().mean() <= 0.2  # padding: (almost) no teacher signal
+    assert pixel_valid[~padded].float().mean() > 0.9
 
 
 def test_a_cache_of_another_teacher_or_preprocessing_is_refused(built, vit_teacher, rn_teacher, tiny_world, tmp_path):

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import lightning as L
 import torch
 
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 from pipelines.bench.trainer import bench_trainer, result_row
+from pipelines.cache.dense import DenseCacheJob, build_dense_cache
 from pipelines.data.seg_datamodule import WorldSegDataModule
+from pipelines.data.teacher_cache import INDEX
 from students import PixelEmbeddingSegmenter
 
 SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
@@ -31,22 +34,39 @@ def world_student(embed_dim: int, seed: int, encoder: str = "tu-resnet10t", enco
     )
 
 
+def world_dense_cache(teacher, world, teacher_args: dict, progress: bool = True) -> Path:
+    """The teacher cache of the world's training split for these dense settings (built once, beside the world,
+    in a directory named by its key digest; an interrupted build finishes here)."""
+    dm = WorldSegDataModule(str(world))
+    job = DenseCacheJob(teacher, dm.dataset("train"), Path(world), "maskclip", teacher_args["teacher_size"], teacher_args["teacher_stride"])
+    job.out = Path(world).parent / f"teacher-dense-{job.digest}"
+    if not (job.out / INDEX).is_file():
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=progress, enable_model_summary=False)
+        summary = build_dense_cache(job, trainer)
+        print(f"[segmentation] teacher cache {job.out}: {summary['images']} images in {summary['seconds']:.0f}s")
+    return job.out
+
+
 def _row(name: str, result: dict) -> dict:
     return result_row(name, result, SEG_COLUMNS)
 
 
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
-    encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None,
+    encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
     ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk). ``prompts``: a
-    learned prompt file the methods use instead of templates.
+    learned prompt file the methods use instead of templates. ``teacher_cache``: the dense methods read the
+    teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step.
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
-    teacher_args["prompts"] = prompts
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
+    cached = dm
+    if teacher_cache and teacher_args:
+        cached = WorldSegDataModule(str(world), batch_size=batch_size, teacher_cache=str(world_dense_cache(teacher, world, teacher_args, progress)))
+    teacher_args["prompts"] = prompts
     rows, modules = [], {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -61,7 +81,7 @@ def run_seg_methods(
             encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
             module = cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
             trainer = bench_trainer(steps, progress)
-            trainer.fit(module, dm)
+            trainer.fit(module, cached if module.uses_dense_teacher else dm)
             rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))
             modules[cls.__name__] = module
     return rows, modules

@@ -88,15 +88,15 @@ def teacher_settings(score_threshold=0.5, top_k=5, nms_iou=0.5, gold_iou=0.5, sc
 def teacher_pseudo_labels(
     teacher, proposer, dataset, class_names: list[str], novel: list[str], templates="simple", top_proposals: int = 100,
     score_threshold: float = 0.5, top_k: int = 5, nms_iou: float = 0.5, gold_iou: float = 0.5, scale: float = 100.0,
-    batch_size: int = 16, progress=None, proposals: dict | None = None, prompts: str | None = None,
+    batch_size: int = 16, progress=None, proposals: dict | None = None, prompts: str | None = None, text=None,
 ) -> dict:
     """Round one, in process: the teacher classifies proposals over all class names.
 
     ``proposals``: a loaded proposals table (``load_proposals``) with ``teacher_regions``; its stored
     boxes, objectness and teacher embeddings are reused instead of running the proposer and the teacher.
-    ``prompts``: a learned prompt file replacing the templates.
+    ``prompts``: a learned prompt file replacing the templates; ``text``: class embeddings already computed.
     """
-    text = text_embeddings(teacher, class_names, templates, prompts)
+    text = text_embeddings(teacher, class_names, templates, prompts) if text is None else text
     target = [class_names.index(c) for c in novel]
     settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_proposals)
     found = []

@@ -1,0 +1,62 @@
+"""Shared by the benchmarks: timing with warm-up, the machine's measured matmul rate, teachers at real sizes.
+
+Not a benchmark itself. Every figure a benchmark prints is a ratio of two things measured in the same run.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds(fn, repeats: int = 3, device="cpu") -> float:
+    """Mean wall seconds of ``fn()`` after one warm-up call."""
+    fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def matmul_flops(device="cpu", dtype=torch.float32, n: int = 2048) -> float:
+    """Measured FLOP/s of one large square ``torch.matmul`` (2 n^3 FLOPs) — the machine's practical limit."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / seconds(lambda: a @ b, repeats=5, device=device)
+
+
+def counted_flops(fn) -> int:
+    """FLOPs of one call as ``torch.utils.flop_counter`` counts them (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def real_teacher(name: str, device="cpu", precision: str = "fp32"):
+    """An open_clip architecture at its real size with random weights (speed does not depend on the values);
+    ``embedded`` is the shipped world teacher."""
+    if name == "embedded":
+        from pipelines.world.teacher import load_shipped_teacher
+
+        return load_shipped_teacher(device)[0]
+    from teachers import OpenCLIPTeacher
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return OpenCLIPTeacher(name, None, precision=precision, device=device)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
