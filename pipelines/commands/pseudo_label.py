@@ -25,7 +25,11 @@ def main(argv: list[str]) -> int:
                              "(no proposer or teacher forward)")
     args, rest = parser.parse_known_args(argv)
     from pipelines.offline.predict import run_pass
-    from pipelines.offline.pseudo_labels import save_pseudo_labels, teacher_settings, to_coco
+    from pipelines.offline.pseudo_labels import (
+        save_pseudo_labels,
+        teacher_settings,
+        to_coco,
+    )
 
     module, dm, ds, trainer = build_offline(rest, args.ckpt, args.split)
     settings = teacher_settings(args.threshold, args.top_k, gold_iou=args.gold_iou, top_proposals=args.top_proposals)

@@ -15,8 +15,8 @@ import torch
 
 from distill.pseudo_boxes import select_pseudo_boxes, teacher_box_scores
 from distill.regions import teacher_region_embeddings
-from teachers.prompts import text_embeddings
 from pipelines.data.atomic import save_json
+from teachers.prompts import text_embeddings
 
 from .batches import batches
 
