@@ -81,7 +81,7 @@ MUTATIONS = [
      "            if valid is not None:  # padding", "            if False:  # padding", "tests/test_teacher_cache.py"),
     ("teacher cache key compared field by field: never", "distill/teacher_key.py",
      "    return [f\"{f}: cache", "    return [] and [f\"{f}: cache", "tests/test_teacher_cache.py"),
-    ("cache shard checksum not verified", "pipelines/cache/shards.py",
+    ("cache shard checksum not verified", "pipelines/data/shards.py",
      "    if file_sha256(path) != sha:", "    if False:", "tests/test_teacher_cache.py"),
     ("cache build with all threads (bytes depend on process count)", "pipelines/cache/dense.py",
      "            torch.set_num_threads(1)", "            pass", "tests/test_multinode.py -m slow -k two_nodes"),

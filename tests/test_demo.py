@@ -42,6 +42,10 @@ def test_demo_quick_runs_every_stage(tmp_path):
     sheets = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert len(sheets) == 4, sheets
     assert (tmp_path / "cache").is_dir()
+    caches = list((tmp_path / "cache").glob("teacher-dense-*/index.json"))
+    assert len(caches) == 1, "the dense methods read the world's teacher cache"
+    runs = {p.parent.name for p in (out / "tensorboard").rglob("events.out.tfevents.*")}
+    assert len(runs) == 8 and any(r.startswith("seg_MaskCLIP") for r in runs), runs  # one TensorBoard run per trained method
     # a re-run with the same settings reuses the finished sections instead of training again
     table = (out / "results.md").read_text()
     again = subprocess.run([exe, "demo", "--quick"], capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)

@@ -2,6 +2,8 @@
 in the proposals file, and a teacher that localises classifies world objects with it."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -70,3 +72,35 @@ def test_methods_and_proposals_file_use_the_configured_region_teacher(tiny_world
     check_region_teacher(loaded["meta"], teacher, "dense")
     with pytest.raises(ValueError, match="holds dense region embeddings but this run's region_teacher is 'crop'"):
         check_region_teacher(loaded["meta"], teacher, "crop")
+
+
+def test_sharded_proposals_store_reads_lazily_what_the_single_file_holds(tiny_world, tmp_path):
+    from pipelines.data.proposals_shards import LazyRows, save_sharded, verify_sharded
+
+    teacher = make_teacher("det-rn", TINY_RN)
+    ds = WorldDetDataModule(str(tiny_world)).dataset("train")
+    props = compute_proposals(tiny_detector(), ds, top_n=5, teacher=teacher, batch_size=4)
+    single = load_proposals(save_proposals(props, tmp_path / "p.pt"))
+    save_sharded(props, tmp_path / "store", shard_size=3)
+    store = load_proposals(tmp_path / "store")
+    assert isinstance(store["teacher_regions"], LazyRows) and len(list((tmp_path / "store").glob("*.safetensors"))) == 6
+    assert store["meta"] | {"path": ""} == single["meta"] | {"path": ""}
+    for i in ds.ids:
+        assert torch.equal(store["proposals"][i], single["proposals"][i])
+        assert torch.equal(store["teacher_regions"][i], single["teacher_regions"][i])
+    index = json.loads((tmp_path / "store" / "index.json").read_text())
+    assert verify_sharded(tmp_path / "store", index) == []
+    shard = tmp_path / "store" / "shard-00002.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert verify_sharded(tmp_path / "store", index) == ["shard-00002.safetensors: checksum mismatch (corrupt)"]
+    shard.write_bytes(bytes(data[:100]))
+    with pytest.raises(ValueError, match="shard-00002.safetensors is 100 of .* bytes"):
+        load_proposals(tmp_path / "store")
+    # a ViLD-image training split reads it like the file
+    dm = WorldDetDataModule(str(tiny_world), proposals=str(tmp_path / "p.pt"))
+    _, target = dm.dataset("train")[0]
+    save_sharded(props, tmp_path / "store2", shard_size=4)
+    _, lazy = WorldDetDataModule(str(tiny_world), proposals=str(tmp_path / "store2")).dataset("train")[0]
+    assert torch.equal(target["teacher_regions"], lazy["teacher_regions"])

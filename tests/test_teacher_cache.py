@@ -161,7 +161,7 @@ def test_rebuild_replaces_a_cache_of_another_key(vit_teacher, tiny_world, tmp_pa
 
 
 def test_disk_full_leaves_earlier_shards_and_says_so(vit_teacher, tiny_world, tmp_path, monkeypatch):
-    from pipelines.cache import shards
+    from pipelines.data import shards
 
     real, calls = shards.save_with, []
 

@@ -45,12 +45,13 @@ def _row(name: str, result: dict) -> dict:
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, prompts: str | None = None,
+    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, prompts: str | None = None, log_dir: str | Path | None = None,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
     ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
     (``benchmarks/choose_on_val.py``). ``prompts``: a learned prompt file every classifier uses instead of templates.
+    ``log_dir``: TensorBoard curves, one run per method.
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def run_det_methods(
 
     def fit_and_test(name, module, datamodule):
         L.seed_everything(seed, verbose=False)
-        trainer = bench_trainer(steps, progress)
+        trainer = bench_trainer(steps, progress, log_dir, f"det {name}")
         trainer.fit(module, datamodule)
         rows.append(_row(name, trainer.test(module, datamodule, verbose=False)[0]))
         modules[name] = module

@@ -54,12 +54,14 @@ def _row(name: str, result: dict) -> dict:
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
+    log_dir: str | Path | None = None,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
     ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk). ``prompts``: a
     learned prompt file the methods use instead of templates. ``teacher_cache``: the dense methods read the
-    teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step.
+    teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step. ``log_dir``:
+    TensorBoard curves, one run per method.
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
@@ -80,7 +82,7 @@ def run_seg_methods(
             student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights)
             encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
             module = cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
-            trainer = bench_trainer(steps, progress)
+            trainer = bench_trainer(steps, progress, log_dir, f"seg {name}")
             trainer.fit(module, cached if module.uses_dense_teacher else dm)
             rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))
             modules[cls.__name__] = module

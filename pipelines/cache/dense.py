@@ -20,9 +20,8 @@ from torch.utils.data import DataLoader
 
 from distill.teacher_key import dense_cache_key, key_mismatch
 from pipelines.data.atomic import save_json
+from pipelines.data.shards import check_shard, write_shard
 from pipelines.data.teacher_cache import INDEX, shard_name
-
-from .shards import check_shard, write_shard
 
 
 def cache_digest(key: dict, stems: list[str], shard_size: int) -> str:

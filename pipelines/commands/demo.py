@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
             seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]),
-                                                   prompts=str(prompts) if prompts else None)
+                                                   prompts=str(prompts) if prompts else None, log_dir=out / "tensorboard")
             overlays = save_method_overlays(seg_modules, world, out)
             save_section(out, "segmentation", settings, seg_rows)
         sections[f"Segmentation on the world's test split (mIoU %, unseen = novel classes{suffix})"] = (seg_rows, SEG_COLUMNS)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[detection] {det_steps}-step training of base-only, ViLD-text, ViLD, ViLD-ensemble, pseudo-box detectors")
             det_rows, _ = run_det_methods(
                 teacher, world, out / "detection", steps=det_steps, seed=args.seed, weights=str(trunk["timm"]),
-                batch_size=args.det_batch_size, prompts=str(prompts) if prompts else None,
+                batch_size=args.det_batch_size, prompts=str(prompts) if prompts else None, log_dir=out / "tensorboard",
             )
             save_section(out, "detection", settings, det_rows)
         sections[f"Detection on the world's test split (box AP %, novel = classes without training boxes{suffix})"] = (det_rows, DET_COLUMNS)
@@ -114,5 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(md)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {len(overlays)} overlay sheets in {out / 'overlays'}")
+    print(f"training curves: tensorboard --logdir {out / 'tensorboard'}")
     print(f"demo finished in {time.time() - start:.0f}s")
     return 0

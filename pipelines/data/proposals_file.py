@@ -1,5 +1,6 @@
 """The proposals file of ViLD-image: top-N boxes of a base-trained RPN per image and the teacher's region
-embeddings of those boxes (computed by ``pipelines.offline.proposals``), stored in one file written atomically.
+embeddings of those boxes (computed by ``pipelines.offline.proposals``), stored in one file written atomically
+(a ``.pt`` path) or as a directory of safetensors shards read lazily (any other path; ``proposals_shards``).
 
 File layout (``torch.save`` of plain tensors, loaded with ``weights_only=True``)::
 
@@ -15,6 +16,9 @@ from pathlib import Path
 import torch
 
 from pipelines.data.atomic import save_torch
+
+from .coco_det import read_json
+from .proposals_shards import load_sharded, save_sharded
 
 FORMAT = "ovdistill-proposals/1"
 
@@ -47,13 +51,21 @@ def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: s
 
 
 def save_proposals(proposals: dict, path: str | Path) -> Path:
-    return save_torch(proposals, path)
+    """A ``.pt`` path: one file; any other path: a directory of safetensors shards (``proposals_shards``)."""
+    if Path(path).suffix == ".pt":
+        return save_torch(proposals, path)
+    return save_sharded(proposals, path)
 
 
 def load_proposals(path: str | Path) -> dict[str, dict]:
     """``{"proposals": {image_id: [N,4]}, "objectness": {...}, "teacher_regions": {...} (if stored), "meta": {...}}``;
     ``meta`` names the teacher that embedded the regions (checked by the methods that use them)."""
     path = Path(path)
+    if path.is_dir():
+        index = path / "index.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"proposals store {path} has no index.json (an interrupted write): run `ovdistill proposals` again")
+        return load_sharded(path, read_json(index, "proposals store index"))
     if not path.is_file():
         raise FileNotFoundError(f"proposals file {path} does not exist")
     try:

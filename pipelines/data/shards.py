@@ -1,4 +1,5 @@
-"""Cache shards: safetensors files (never pickle) written atomically, each with a checksum sidecar.
+"""Shards of teacher caches and proposal stores: safetensors files (never pickle) written atomically, each with
+a checksum sidecar.
 
 ``shard-NNNNN.safetensors`` appears only complete (temporary file + rename); its sidecar
 ``shard-NNNNN.sha256`` (``<sha256> <bytes> <key digest>``) is written after it, also atomically. A shard
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from pipelines.data.atomic import save_text, save_with
+from .atomic import save_text, save_with
 
 
 def sidecar(path: Path) -> Path:
