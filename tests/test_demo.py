@@ -40,7 +40,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert {c["name"] for c in pseudo["categories"]} == {"star", "heart", "ring"}
     assert "| method |" in (out / "results.md").read_text()
     sheets = sorted(p.name for p in (out / "overlays").glob("*.png"))
-    assert len(sheets) == 4, sheets
+    assert len(sheets) == 5 and "all methods.png" in sheets, sheets  # one per method + the comparison
     assert (tmp_path / "cache").is_dir()
     caches = list((tmp_path / "cache").glob("teacher-dense-*/index.json"))
     assert len(caches) == 1, "the dense methods read the world's teacher cache"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.bench.report import overlay_panel, save_overlays
+from pipelines.bench.overlays import comparison_sheet, method_sheet, save_sheet
 from pipelines.world import SceneConfig, WorldSpec
 
 
@@ -58,18 +58,19 @@ def crop_row(teacher, world: Path, quick: bool) -> dict:
 
 @torch.no_grad()
 def save_method_overlays(modules: dict, world: Path, out: Path, n: int = 6) -> list[Path]:
-    """One sheet per method: image | ground truth | prediction for the first test images."""
+    """One sheet per method (image | ground truth | prediction, legends with novel classes marked) and one sheet
+    with every method on the same test images (``all methods.png``)."""
     from pipelines.data.seg_folder import SegFolderDataset
 
-    paths = []
+    first = next(iter(modules.values()))
+    names, novel = first.class_names, first.unseen_names
+    ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    images, targets = [it["image"] for it in items], [it["label"] for it in items]
+    preds = {}
     for name, module in modules.items():
-        names = module.class_names
-        ds = SegFolderDataset(world / "images" / "test", world / "labels" / "test", len(names))
         module.eval()
-        panels = []
-        for i in range(min(n, len(ds))):
-            item = ds[i]
-            pred = module.predict_logits(item["image"][None]).argmax(1)[0]
-            panels.append(overlay_panel(item["image"], item["label"], pred, names))
-        paths.append(save_overlays(out / "overlays" / f"{name}.png", panels))
+        preds[name] = [module.predict_logits(img[None]).argmax(1)[0] for img in images]
+    paths = [save_sheet(method_sheet(images, targets, p, names, novel), out / "overlays" / f"{name}.png") for name, p in preds.items()]
+    paths.append(save_sheet(comparison_sheet(images, targets, preds, names, novel), out / "overlays" / "all methods.png"))
     return paths
