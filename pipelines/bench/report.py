@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.data.atomic import save_json, save_text
 
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.1f}"
