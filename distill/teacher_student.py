@@ -59,6 +59,11 @@ class TeacherStudentModule(L.LightningModule):
             self._set_vocabulary(theirs)
         elif theirs is not None:
             self.vocabulary.check_matches(theirs, "the model's vocabulary", "the datamodule's")
+        # the logged hyperparameters say which vocabulary was used (and agree with the datamodule's, which Lightning
+        # requires of keys both log); None meant "from the datamodule"
+        for key, value in (("class_names", list(self.vocabulary.names)), (self.held_out, list(self.vocabulary.held_out))):
+            if getattr(self, "_hparams_initial", None) is not None and key in self._hparams_initial and self._hparams_initial[key] is None:
+                self._hparams_initial[key] = value
 
     def set_buffer(self, name: str, value) -> None:
         """A derived tensor (text embeddings, masks) that follows the module across devices and is never

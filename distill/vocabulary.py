@@ -114,3 +114,13 @@ class NamesFromVocabulary:
     @property
     def class_names(self) -> list[str]:
         return list(self.vocabulary.names)
+
+    def log_resolved_vocabulary(self, held_out_key: str) -> None:
+        """The logged hyperparameters name the vocabulary in use, not the ``None`` / preset they were resolved from:
+        the methods log the same lists, and Lightning refuses keys that both log with different values."""
+        for hp in (getattr(self, "_hparams_initial", None), getattr(self, "_hparams", None)):
+            if hp is not None:
+                if "class_names" in hp:
+                    hp["class_names"] = list(self.vocabulary.names)
+                if held_out_key in hp:
+                    hp[held_out_key] = list(self.vocabulary.held_out)

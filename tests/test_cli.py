@@ -79,3 +79,41 @@ def test_teacher_trunk_initialises_both_students(tmp_path):
     want = trunk.layer3[0].conv1.weight.float()
     torch.testing.assert_close(seg.net.encoder.model.layer3[0].conv1.weight, want)
     torch.testing.assert_close(det.backbone.body.layer3[0].conv1.weight, want)
+
+
+@pytest.mark.parametrize("task", ["seg", "det"])
+def test_fit_logs_to_tensorboard_with_the_resolved_vocabulary(task, tiny_world, tmp_path):
+    """The default logger is TensorBoard; the module's and datamodule's logged vocabularies agree (Lightning
+    refuses keys both log with different values), through the CLI and in process."""
+    import warnings
+
+    import yaml
+
+    from distill.det_modules import ViLD
+    from distill.seg_modules import LSeg
+    from pipelines.bench.detection import world_detector
+    from pipelines.bench.trainer import bench_trainer
+    from pipelines.data.det_datamodule import WorldDetDataModule
+    from pipelines.data.seg_datamodule import WorldSegDataModule
+    from pipelines.world.teacher import load_shipped_teacher
+
+    method, weights = ("lseg", "encoder_weights") if task == "seg" else ("vild_text", "weights")
+    args = ["fit", "-c", f"configs/{task}/world.yaml", "-c", f"configs/{task}/method/{method}.yaml", "--data.init_args.world", str(tiny_world),
+            f"--model.init_args.student.init_args.{weights}", "null", "--trainer.max_steps", "1", "--data.init_args.batch_size", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "cli")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+        run = tmp_path / "cli" / "lightning_logs" / "version_0"
+        assert list(run.glob("events.out.tfevents.*"))
+        held = "unseen" if task == "seg" else "novel"
+        assert yaml.safe_load((run / "hparams.yaml").read_text())[held] == ["star", "heart", "ring"]
+        teacher, _ = load_shipped_teacher()
+        if task == "seg":
+            from students import PixelEmbeddingSegmenter
+
+            module, dm = LSeg(teacher, PixelEmbeddingSegmenter(128, encoder_name="tu-resnet10t")), WorldSegDataModule(str(tiny_world), batch_size=2)
+        else:
+            module, dm = ViLD(teacher, world_detector(128, 0)), WorldDetDataModule(str(tiny_world), batch_size=2)
+        bench_trainer(1, False, tmp_path / "tb", f"{task} run").fit(module, dm)
+    assert list((tmp_path / "tb" / f"{task}_run").glob("events.out.tfevents.*"))

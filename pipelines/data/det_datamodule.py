@@ -147,6 +147,7 @@ class CocoDetDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModule
             coco = load_coco(resolve_path(self.root, train_ann, "annotation file"))
             class_names = [c["name"] for c in sorted(coco.dataset["categories"], key=lambda c: c["id"])]
         self.vocabulary = Vocabulary(tuple(class_names), tuple(novel or ()))
+        self.log_resolved_vocabulary("novel")
         self.proposals_meta: dict = {}
         self.pseudo_meta: dict = {}
 

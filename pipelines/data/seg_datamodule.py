@@ -125,6 +125,7 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         self.splits = splits or {s: [f"images/{s}", f"labels/{s}"] for s in ("train", "val", "test")}
         self.reduce_zero_label = bool(reduce_zero_label)
         self.save_hyperparameters()
+        self.log_resolved_vocabulary("unseen")
 
     @property
     def unseen(self) -> list[str]:
