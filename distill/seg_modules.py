@@ -251,18 +251,23 @@ class MaskCLIPPlus(OpenVocabSegModule):
         total = self._trainer.estimated_stepping_batches if self._trainer is not None else 0
         return bool(total) and self.global_step >= self.hparams.self_train_after * total
 
+    @torch.no_grad()
+    def targets(self, batch: dict, logits: Tensor) -> Tensor:
+        """The pixel targets of a step: annotation + teacher pseudo labels, or the student's own after the switch."""
+        hp = self.hparams
+        scores, valid = (logits.detach(), None) if self.self_training() else self.teacher_scores(batch)
+        target = pseudo_labels(
+            batch["label"], scores, self.unseen_ids, transductive=hp.transductive, threshold=hp.pseudo_threshold, ignore_index=hp.ignore_index,
+        )
+        if valid is not None:  # padding of an augmented view has no cached teacher score
+            target = torch.where(valid, target, torch.full_like(target, hp.ignore_index))
+        return target
+
     def training_step(self, batch, batch_idx):
         hp = self.hparams
         emb = self.student(batch["image"])
         logits = self.student.classify(emb, self.text, hp.logit_scale, self.background_index)
-        with torch.no_grad():
-            scores, valid = (logits.detach(), None) if self.self_training() else self.teacher_scores(batch)
-            target = pseudo_labels(
-                batch["label"], scores, self.unseen_ids, transductive=hp.transductive,
-                threshold=hp.pseudo_threshold, ignore_index=hp.ignore_index,
-            )
-            if valid is not None:  # padding of an augmented view has no cached teacher score
-                target = torch.where(valid, target, torch.full_like(target, hp.ignore_index))
+        target = self.targets(batch, logits)
         loss = F.cross_entropy(logits, target, ignore_index=hp.ignore_index)
         self.log("train/loss", loss, prog_bar=True)
         return loss

@@ -78,7 +78,7 @@ MUTATIONS = [
     ("cached map not cut to the crop window", "pipelines/data/teacher_cache.py",
      "        item[\"teacher_dense\"] = crop_dense(plain, box, image_hw)", "        item[\"teacher_dense\"] = plain", "tests/test_teacher_cache.py"),
     ("MaskCLIP+ pseudo-labels padding from a zero cached map", "distill/seg_modules.py",
-     "            if valid is not None:  # padding", "            if False:  # padding", "tests/test_teacher_cache.py"),
+     "        if valid is not None:  # padding", "        if False:  # padding", "tests/test_teacher_cache.py"),
     ("teacher cache key compared field by field: never", "distill/teacher_key.py",
      "    return [f\"{f}: cache", "    return [] and [f\"{f}: cache", "tests/test_teacher_cache.py"),
     ("cache shard checksum not verified", "pipelines/data/shards.py",

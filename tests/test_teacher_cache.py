@@ -108,6 +108,11 @@ def test_scale_crop_augmentation_maps_follow_the_image(built, vit_teacher, tiny_
     _, pixel_valid = module.teacher_scores(batch)
     assert pixel_valid[has_pad][padded[has_pad]].float().mean() <= 0.2  # padding: (almost) no teacher signal
     assert pixel_valid[~padded].float().mean() > 0.9
+    module.self_training = lambda: False
+    logits = torch.randn(len(batch["image"]), len(dm.class_names), *batch["label"].shape[-2:])
+    target = module.targets(batch, logits)  # transductive: ignored pixels get the teacher's unseen arg-max ...
+    assert (target[padded] == 255).float().mean() >= 0.8  # ... but not where the view is padding
+    assert (target[~padded] != 255).float().mean() > 0.9
 
 
 def test_a_cache_of_another_teacher_or_preprocessing_is_refused(built, vit_teacher, rn_teacher, tiny_world, tmp_path):
