@@ -14,6 +14,8 @@ pre-training steps.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import shlex
 import sys
 import time
@@ -22,7 +24,13 @@ from pathlib import Path
 
 import torch
 
-from pipelines.bench.mission import crop_row, default_cache_dir, demo_spec, mission_teacher, save_method_overlays
+from pipelines.bench.mission import (
+    crop_row,
+    default_cache_dir,
+    demo_spec,
+    mission_teacher,
+    save_method_overlays,
+)
 from pipelines.bench.report import finished_section, save_section, write_results
 from pipelines.world import write_world
 
@@ -110,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             save_section(out, "detection", settings, det_rows)
         sections[f"Detection on the world's test split (box AP %, novel = classes without training boxes{suffix})"] = (det_rows, DET_COLUMNS)
+    meta["wall_s"] = time.time() - start
+    meta["machine"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), {torch.get_num_threads()} torch threads, " + (
+        f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU")
     md = write_results(out, sections, meta)
     print()
     print(md)
