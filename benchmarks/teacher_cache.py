@@ -24,6 +24,7 @@ from bench_common import real_teacher, seconds, table
 
 from distill.det_modules import ViLD
 from distill.seg_modules import LSegDenseDistill, MaskCLIPPlus
+from pipelines.bench.segmentation import world_student
 from pipelines.cache.dense import DenseCacheJob, build_dense_cache
 from pipelines.data.seg_datamodule import WorldSegDataModule
 from pipelines.world import SceneConfig, WorldSpec, write_world
@@ -121,10 +122,7 @@ def main() -> None:
         dm = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(tmp / "cache"))
         io_rows, read_rate = build_and_read(teacher, dm, tmp / "cache", targs)
 
-        def world_student():
-            return PixelEmbeddingSegmenter(teacher.embed_dim, "Unet", "tu-resnet10t", decoder_channels=[128, 64, 32, 16, 16])
-
-        rows = seg_rows(teacher, world_student, dm, tmp / "cache", targs, args.steps, "world, embedded teacher")
+        rows = seg_rows(teacher, lambda: world_student(teacher.embed_dim, 0), dm, tmp / "cache", targs, args.steps, "world, embedded teacher")
         from pipelines.bench.detection import world_detector
 
         rows.append(vild_row(teacher, world_detector(teacher.embed_dim, 0), torch.rand(8, 3, 96, 96), 100, args.steps, "world, embedded teacher"))

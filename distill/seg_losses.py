@@ -6,6 +6,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def teacher_signal(dense: Tensor) -> Tensor:
+    """``[B, h, w]`` True where a teacher map ``[B, D, h, w]`` has a vector: a cached map of an augmented view is
+    zero over padding, where the teacher saw no image."""
+    return dense.abs().sum(dim=1) > 0
+
+
 def dense_feature_loss(student: Tensor, teacher: Tensor, kind: str = "cosine") -> Tensor:
     """Distance between student pixel embeddings ``[B,D,H,W]`` and a teacher dense map ``[B,D,h,w]``.
 
@@ -16,8 +22,7 @@ def dense_feature_loss(student: Tensor, teacher: Tensor, kind: str = "cosine") -
         raise ValueError(f"student embeddings are {student.shape[1]}-d, teacher dense features {teacher.shape[1]}-d")
     pooled = F.normalize(F.adaptive_avg_pool2d(student, teacher.shape[-2:]), dim=1)
     target = F.normalize(teacher.to(pooled.dtype), dim=1)
-    # a zero teacher vector marks a cell with no teacher signal (padding of a cached, augmented view)
-    valid = (teacher.abs().sum(dim=1) > 0).to(pooled.dtype)
+    valid = teacher_signal(teacher).to(pooled.dtype)
     if kind == "cosine":
         per_cell = 1 - (pooled * target).sum(dim=1)
     elif kind == "l1":

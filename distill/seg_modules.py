@@ -17,7 +17,12 @@ from teachers.prompts import text_embeddings
 
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
-from .seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
+from .seg_losses import (
+    dense_feature_loss,
+    pseudo_labels,
+    remap_to_subset,
+    teacher_signal,
+)
 from .teacher_key import dense_cache_key, key_mismatch
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
@@ -120,7 +125,7 @@ class OpenVocabSegModule(TeacherStudentModule):
         size = tuple(batch["image"].shape[-2:])
         logits = torch.einsum("bdhw,kd->bkhw", F.normalize(dense, dim=1), self.text)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        valid = F.interpolate((dense.abs().sum(1, keepdim=True) > 0).float(), size=size, mode="nearest")[:, 0] > 0
+        valid = F.interpolate(teacher_signal(dense)[:, None].float(), size=size, mode="nearest")[:, 0] > 0
         return logits, valid
 
     def teacher_logits(self, images: Tensor, text: Tensor) -> Tensor:

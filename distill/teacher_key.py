@@ -6,27 +6,16 @@ is another cache. The checksum is computed once per teacher object.
 """
 from __future__ import annotations
 
-import hashlib
-
-import torch
 from torch import nn
 
-
-def weights_checksum(module: nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) over the names, dtypes, shapes and bytes of a module's state."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()[:16]
+from teachers.factory import weights_fingerprint
 
 
 def image_tower_checksum(teacher: nn.Module) -> str:
     cached = getattr(teacher, "_image_tower_checksum", None)
     if cached is None:
         visual = getattr(getattr(teacher, "model", None), "visual", teacher)
-        cached = weights_checksum(visual)
+        cached = weights_fingerprint(visual)
         teacher._image_tower_checksum = cached
     return cached
 
@@ -45,7 +34,8 @@ def dense_cache_key(teacher: nn.Module, mode: str, size, stride) -> dict:
     }
 
 
-def key_mismatch(cached: dict, wanted: dict) -> list[str]:
-    """The fields where a cache's key differs from the one a run needs (``flips`` is a build option)."""
-    fields = sorted((set(cached) | set(wanted)) - {"flips"})
+def key_mismatch(cached: dict, wanted: dict, ignore=("flips",)) -> list[str]:
+    """The fields where a cache's key differs from the one a run needs (``flips`` is a build option, not a
+    run's concern)."""
+    fields = sorted((set(cached) | set(wanted)) - set(ignore))
     return [f"{f}: cache {cached.get(f)!r} vs run {wanted.get(f)!r}" for f in fields if cached.get(f) != wanted.get(f)]

@@ -37,7 +37,8 @@ def _file_fingerprint(path: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def _weights_fingerprint(model: nn.Module) -> str:
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (12 hex digits) over a module's state: names and values."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

@@ -21,14 +21,14 @@ from .factory import (
     PRECISIONS,
     _create,
     _file_fingerprint,
-    _weights_fingerprint,
     check_open_clip_layout,
     load_tokenizer,
     register_model_cfg,
+    weights_fingerprint,
 )
 from .image_ops import check_boxes, check_images, context_boxes, crop_and_resize, to_rois, whole_image_boxes
-from .region_pool import pool_regions
 from .refine import refine_logits
+from .region_pool import pool_regions
 from .templates import resolve_templates
 
 
@@ -62,7 +62,7 @@ class OpenCLIPTeacher(nn.Module):
             register_model_cfg(model_name, copy.deepcopy(model_cfg))
         model = _create(model_name, pretrained, precision, device)
         if pretrained is None:
-            tag = f"random-{_weights_fingerprint(model)}"
+            tag = f"random-{weights_fingerprint(model)}"
         elif os.path.isfile(os.path.expanduser(pretrained)):
             tag = f"file-{_file_fingerprint(os.path.expanduser(pretrained))}"
         else:
@@ -75,7 +75,7 @@ class OpenCLIPTeacher(nn.Module):
         teacher = cls.__new__(cls)
         nn.Module.__init__(teacher)
         model = copy.deepcopy(model)
-        teacher._setup(model, model_name, None, "fp32", region_chunk, f"memory-{_weights_fingerprint(model)}")
+        teacher._setup(model, model_name, None, "fp32", region_chunk, f"memory-{weights_fingerprint(model)}")
         return teacher
 
     def _setup(self, model: nn.Module, model_name: str, pretrained, precision: str, region_chunk: int, tag: str):

@@ -185,3 +185,16 @@ def test_disk_full_leaves_earlier_shards_and_says_so(vit_teacher, tiny_world, tm
                                                          "shard-00001.sha256"]
     _, summary = _build(vit_teacher, tiny_world, out)
     assert summary["computed_here"] == 4
+
+
+def test_the_cached_training_path_hides_held_out_labels_read_from_disk(vit_teacher, tiny_world, tmp_path):
+    """Training on a split whose files do hold novel labels (the world's test split): with a cache the batches
+    still carry none of them."""
+    splits = {"train": ["images/test", "labels/test"], "val": ["images/val", "labels/val"], "test": ["images/test", "labels/test"]}
+    dm = WorldSegDataModule(str(tiny_world), batch_size=8, splits=splits, teacher_cache=str(tmp_path / "c"))
+    unseen = torch.tensor(dm.vocabulary.held_out_ids)
+    on_disk = torch.stack([dm.dataset("test")[i]["label"] for i in range(8)])
+    assert torch.isin(on_disk, unseen).any()  # the files hold them
+    build_dense_cache(DenseCacheJob(vit_teacher, dm.dataset("train"), tmp_path / "c", "maskclip", (64, 64), None), _trainer())
+    batch = next(iter(dm.train_dataloader()))
+    assert "teacher_dense" in batch and not torch.isin(batch["label"], unseen).any()

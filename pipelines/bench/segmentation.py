@@ -38,8 +38,8 @@ def world_dense_cache(teacher, world, teacher_args: dict, progress: bool = True)
     """The teacher cache of the world's training split for these dense settings (built once, beside the world,
     in a directory named by its key digest; an interrupted build finishes here)."""
     dm = WorldSegDataModule(str(world))
-    job = DenseCacheJob(teacher, dm.dataset("train"), Path(world), "maskclip", teacher_args["teacher_size"], teacher_args["teacher_stride"])
-    job.out = Path(world).parent / f"teacher-dense-{job.digest}"
+    job = DenseCacheJob(teacher, dm.dataset("train"), Path(world).parent, "maskclip", teacher_args["teacher_size"], teacher_args["teacher_stride"])
+    job.out /= f"teacher-dense-{job.digest}"  # the digest names the key: another teacher or size, another directory
     if not (job.out / INDEX).is_file():
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=progress, enable_model_summary=False)
         summary = build_dense_cache(job, trainer)

@@ -29,7 +29,7 @@ def cache_digest(key: dict, stems: list[str], shard_size: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _batches(items: list[int], sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+def _batches(items: list[int], sizes: dict[int, tuple[int, int]], batch_size: int) -> list[list[int]]:
     """Consecutive runs of same-size images, at most ``batch_size`` long (fixed per shard)."""
     out: list[list[int]] = []
     for i in items:
@@ -64,9 +64,7 @@ class DenseCacheJob:
         if not path.is_file() or rebuild:
             return
         old = json.loads(path.read_text())
-        diff = key_mismatch(old.get("key", {}), self.key)
-        if old.get("key", {}).get("flips") != self.key["flips"]:
-            diff.append(f"flips: cache {old.get('key', {}).get('flips')} vs run {self.key['flips']}")
+        diff = key_mismatch(old.get("key", {}), self.key, ignore=())
         if old.get("stems") != self.stems:
             diff.append(f"images: cache has {len(old.get('stems', []))}, this split {len(self.stems)} (or another order)")
         if diff:
@@ -86,8 +84,7 @@ class DenseCacheJob:
         if device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            groups = _batches(rows, sizes, self.batch_size)
-            for group in groups:
+            for group in _batches(rows, sizes, self.batch_size):
                 images = torch.stack([items[i] for i in group]).to(device)
                 plain.append(self.teacher.encode_dense(images, self.mode, self.size, self.stride).half().cpu())
                 if self.flips:

@@ -10,7 +10,6 @@ File layout (``torch.save`` of plain tensors, loaded with ``weights_only=True``)
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -19,17 +18,14 @@ from pipelines.data.atomic import save_torch
 
 from .coco_det import read_json
 from .proposals_shards import load_sharded, save_sharded
+from .shards import file_sha256
 
 FORMAT = "ovdistill-proposals/1"
 
 
 def file_fingerprint(path: str | Path) -> str:
     """sha256 (16 hex) of a file: what a proposals file was computed from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return file_sha256(Path(path))[:16]
 
 
 def pack_proposals(items: list[dict], teacher=None, scales=(1.0, 1.5), source: str = "", region_teacher: str = "crop") -> dict:

@@ -4,12 +4,11 @@ teacher region embeddings do not fit in memory (COCO: 118k images x 300 proposal
 ``index.json`` keeps the file's scalar fields and per shard its image ids, box counts, bytes and SHA-256;
 ``shard-NNNNN.safetensors`` hold ``image_ids``, ``counts``, ``boxes``, ``objectness`` and (optionally)
 ``teacher_regions`` (fp16) of ``shard_size`` images each (``pipelines.data.shards``: atomic, checksummed).
-Loading reads the boxes at once and leaves the region embeddings on disk: ``LazyRows`` memory-maps a shard
-and copies out one image's rows when a training sample asks for them.
+Loading reads the boxes at once and leaves the region embeddings on disk: ``LazyRows`` copies out one image's
+rows (``OpenShards``: memory-mapped) when a training sample asks for them.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -17,38 +16,27 @@ import torch
 from torch import Tensor
 
 from .atomic import save_json
-from .shards import check_shard, write_shard
+from .shards import OpenShards, check_shard, write_shard
 
 FORMAT = "ovdistill-proposals-shards/1"
 SCALARS = ("source", "teacher", "scales", "region_teacher")
 
 
 class LazyRows(Mapping):
-    """``{image_id: Tensor[N, D]}`` read on demand from safetensors shards (one memory map per shard and process)."""
+    """``{image_id: Tensor[N, D]}`` read on demand from the store's shards."""
 
-    def __init__(self, root: Path, where: dict[int, tuple[str, int, int]]):
-        self.root, self.where = root, where
-        self._handles: dict[str, object] = {}
-        self._pid = None
+    def __init__(self, shards: OpenShards, where: dict[int, tuple[str, int, int]]):
+        self.shards, self.where = shards, where
 
     def __getitem__(self, image_id: int) -> Tensor:
-        from safetensors import safe_open
-
         file, start, count = self.where[image_id]
-        if self._pid != os.getpid():
-            self._handles, self._pid = {}, os.getpid()
-        if file not in self._handles:
-            self._handles[file] = safe_open(str(self.root / file), framework="pt")
-        return self._handles[file].get_slice("teacher_regions")[start : start + count].float()
+        return self.shards.slice(file, "teacher_regions")[start : start + count].float()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.where)
 
     def __len__(self) -> int:
         return len(self.where)
-
-    def __getstate__(self):
-        return {**self.__dict__, "_handles": {}, "_pid": None}
 
 
 def save_sharded(props: dict, out: str | Path, shard_size: int = 1000) -> Path:
@@ -77,14 +65,10 @@ def load_sharded(root: Path, index: dict) -> dict:
 
     if index.get("format") != FORMAT:
         raise ValueError(f"{root / 'index.json'} is not an ovdistill proposals store (format {FORMAT})")
+    shards = OpenShards(root, index["shards"], "proposals store", "write the store again with `ovdistill proposals`")
     proposals, objectness, where = {}, {}, {}
     for shard in index["shards"]:
-        path = root / shard["file"]
-        size = path.stat().st_size if path.is_file() else -1
-        if size != shard["bytes"]:
-            state = "missing" if size < 0 else f"{size} of {shard['bytes']} bytes"
-            raise ValueError(f"proposals store shard {path} is {state}; write the store again with `ovdistill proposals`")
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(root / shard["file"]), framework="pt") as fh:
             image_ids, counts = fh.get_tensor("image_ids").tolist(), fh.get_tensor("counts").tolist()
             boxes, scores = fh.get_tensor("boxes").split(counts), fh.get_tensor("objectness").split(counts)
         start = 0
@@ -94,7 +78,7 @@ def load_sharded(root: Path, index: dict) -> dict:
             start += count
     out = {"proposals": proposals, "objectness": objectness}
     if index.get("teacher_dim"):
-        out["teacher_regions"] = LazyRows(root, where)
+        out["teacher_regions"] = LazyRows(shards, where)
     out["meta"] = {"path": str(root), **{k: index.get(k) for k in SCALARS}, "teacher_dim": index.get("teacher_dim")}
     out["meta"]["region_teacher"] = out["meta"].get("region_teacher") or "crop"
     return out

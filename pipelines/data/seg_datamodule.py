@@ -126,6 +126,7 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         self.reduce_zero_label = bool(reduce_zero_label)
         self.save_hyperparameters()
         self.log_resolved_vocabulary("unseen")
+        self._dense_cache: DenseCache | None = None
 
     @property
     def unseen(self) -> list[str]:
@@ -146,9 +147,11 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         against the split's images; ``None`` when the teacher runs live."""
         if not self.hparams.teacher_cache:
             return None
-        cache = DenseCache(self.hparams.teacher_cache)
-        cache.check_stems([p.stem for p in self.dataset("train").images], f"the training split under {self.root}")
-        return cache
+        if self._dense_cache is None:  # the method's setup and the training loader both ask: open and check once
+            cache = DenseCache(self.hparams.teacher_cache)
+            cache.check_stems([p.stem for p in self.dataset("train").images], f"the training split under {self.root}")
+            self._dense_cache = cache
+        return self._dense_cache
 
     def _train_dataset(self) -> Dataset:
         hp = self.hparams

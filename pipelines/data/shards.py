@@ -9,6 +9,7 @@ or foreign (other key) shard is named and recomputed, and a build killed at any 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from torch import Tensor
@@ -64,3 +65,31 @@ def check_shard(path: Path, digest: str, rows: int) -> tuple[dict | None, str]:
     if file_sha256(path) != sha:
         return None, "checksum mismatch (corrupt)"
     return {"file": path.name, "rows": rows, "bytes": size, "sha256": sha}, ""
+
+
+class OpenShards:
+    """The shards of one index, checked for size (a truncated or missing file is named at once) and opened
+    lazily, one memory map per file and process: ``slice(file, name)[a:b]`` copies out just those rows."""
+
+    def __init__(self, root: Path, records: list[dict], what: str, fix: str):
+        self.root = Path(root)
+        for record in records:
+            path = self.root / record["file"]
+            size = path.stat().st_size if path.is_file() else -1
+            if size != record["bytes"]:
+                state = "missing" if size < 0 else f"{size} bytes, expected {record['bytes']}"
+                raise ValueError(f"{what} shard {path} is {state}; {fix}")
+        self._handles: dict[str, object] = {}
+        self._pid: int | None = None
+
+    def slice(self, file: str, name: str):
+        from safetensors import safe_open
+
+        if self._pid != os.getpid():  # a DataLoader worker (fork) opens its own maps
+            self._handles, self._pid = {}, os.getpid()
+        if file not in self._handles:
+            self._handles[file] = safe_open(str(self.root / file), framework="pt")
+        return self._handles[file].get_slice(name)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handles": {}, "_pid": None}

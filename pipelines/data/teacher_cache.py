@@ -13,7 +13,6 @@ outside the image (padding) are zero vectors, which the losses ignore.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,6 +20,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.ops import roi_align
+
+from .coco_det import read_json
+from .shards import OpenShards
 
 INDEX = "index.json"
 
@@ -36,10 +38,7 @@ def read_index(root: str | os.PathLike) -> dict:
             f"no teacher cache index at {path}: build it with `ovdistill cache -c CONFIG.yaml --out {root}` "
             "(a build that was interrupted finishes when run again)"
         )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"teacher cache index {path} is not valid JSON ({err}); run `ovdistill cache` again") from None
+    return read_json(path, "teacher cache index")
 
 
 class DenseCache:
@@ -51,16 +50,9 @@ class DenseCache:
         self.key: dict = self.index["key"]
         self.stems: list[str] = self.index["stems"]
         self.flips: bool = bool(self.key.get("flips"))
-        self._where: list[tuple[int, int]] = []
-        for s, shard in enumerate(self.index["shards"]):
-            path = self.root / shard["file"]
-            size = path.stat().st_size if path.is_file() else -1
-            if size != shard["bytes"]:
-                state = "missing" if size < 0 else f"{size} bytes, expected {shard['bytes']}"
-                raise ValueError(f"teacher cache shard {path} is {state}; run `ovdistill cache` again with the same config to recompute it")
-            self._where += [(s, r) for r in range(shard["rows"])]
-        self._handles: dict[int, object] = {}
-        self._pid = None
+        self.shards = OpenShards(self.root, self.index["shards"], "teacher cache",
+                                 "run `ovdistill cache` again with the same config to recompute it")
+        self._where = [(shard["file"], r) for shard in self.index["shards"] for r in range(shard["rows"])]
 
     def __len__(self) -> int:
         return len(self._where)
@@ -75,25 +67,11 @@ class DenseCache:
                 f"{stems[diff] if diff < len(stems) else None!r}); rebuild it with `ovdistill cache ... --rebuild`"
             )
 
-    def _handle(self, shard: int):
-        from safetensors import safe_open
-
-        if self._pid != os.getpid():  # a DataLoader worker opens its own maps
-            self._handles, self._pid = {}, os.getpid()
-        if shard not in self._handles:
-            self._handles[shard] = safe_open(str(self.root / self.index["shards"][shard]["file"]), framework="pt")
-        return self._handles[shard]
-
     def get(self, i: int, flip: bool = False) -> Tensor:
         if flip and not self.flips:
             raise ValueError(f"teacher cache {self.root} was built without flips; rebuild with flips to train with h-flips")
-        shard, row = self._where[i]
-        return self._handle(shard).get_slice("dense_flip" if flip else "dense")[row].float()
-
-    def __getstate__(self):  # handles are per process
-        state = dict(self.__dict__)
-        state["_handles"], state["_pid"] = {}, None
-        return state
+        file, row = self._where[i]
+        return self.shards.slice(file, "dense_flip" if flip else "dense")[row].float()
 
 
 def crop_dense(dense: Tensor, box: tuple[float, float, float, float], image_hw: tuple[int, int]) -> Tensor:
