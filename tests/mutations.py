@@ -88,6 +88,13 @@ MUTATIONS = [
     ("dense-pooled regions read the map in image pixels", "teachers/region_pool.py",
      "    scale_y, scale_x = feats.shape[-2] / height, feats.shape[-1] / width", "    scale_y, scale_x = 1.0, 1.0",
      "tests/test_region_teacher.py"),
+    # a transfer test that passes with a noise teacher proves nothing: replace the teacher's signal by noise
+    ("dense teacher signal replaced by noise", "teachers/dense.py",
+     "    return feat.permute(0, 3, 1, 2), fmap", "    return torch.randn_like(feat.permute(0, 3, 1, 2)), fmap",
+     "tests/test_transfer.py -m slow -k segmentation"),
+    ("region teacher signal replaced by noise", "teachers/openclip.py",
+     "        return F.normalize(emb, dim=-1)", "        return F.normalize(torch.randn_like(emb), dim=-1)",
+     "tests/test_transfer.py -m slow -k vild"),
 ]
 
 

@@ -26,12 +26,21 @@ SEG_METHODS = (
 )
 
 
-def world_student(embed_dim: int, seed: int, encoder: str = "tu-resnet10t", encoder_weights: str | None = None) -> PixelEmbeddingSegmenter:
-    """Unet on the teacher's trunk architecture, initialised from ``encoder_weights`` (see ``save_trunk_weights``)."""
+#: the world students' decoders. ``FPN`` embeds at 1/4 resolution and upsamples the embeddings (smp's FPN head):
+#: half the step time of the full-resolution ``Unet`` (benchmarks/student_speed.py, README "Benchmarks")
+WORLD_DECODERS = {
+    "Unet": {"decoder_channels": [128, 64, 32, 16, 16]},
+    "FPN": {"smp_kwargs": {"decoder_pyramid_channels": 64, "decoder_segmentation_channels": 64, "decoder_dropout": 0.0}},
+}
+
+
+def world_student(
+    embed_dim: int, seed: int, encoder: str = "tu-resnet10t", encoder_weights: str | None = None, arch: str = "FPN"
+) -> PixelEmbeddingSegmenter:
+    """``arch`` (``WORLD_DECODERS``) on the teacher's trunk architecture, initialised from ``encoder_weights`` (see
+    ``save_trunk_weights``)."""
     torch.manual_seed(seed)
-    return PixelEmbeddingSegmenter(
-        embed_dim, "Unet", encoder, encoder_weights=encoder_weights, encoder_depth=5, decoder_channels=[128, 64, 32, 16, 16]
-    )
+    return PixelEmbeddingSegmenter(embed_dim, arch, encoder, encoder_weights=encoder_weights, encoder_depth=5, **WORLD_DECODERS[arch])
 
 
 def world_dense_cache(teacher, world, teacher_args: dict, progress: bool = True) -> Path:
@@ -54,14 +63,14 @@ def _row(name: str, result: dict) -> dict:
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
-    log_dir: str | Path | None = None,
+    log_dir: str | Path | None = None, student_arch: str = "FPN",
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
     ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk). ``prompts``: a
     learned prompt file the methods use instead of templates. ``teacher_cache``: the dense methods read the
     teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step. ``log_dir``:
-    TensorBoard curves, one run per method.
+    TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``).
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
@@ -79,7 +88,7 @@ def run_seg_methods(
         modules["MaskCLIP"] = baseline
         for name, cls, extra in SEG_METHODS:
             L.seed_everything(seed, verbose=False)
-            student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights)
+            student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch)
             encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
             module = cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
             trainer = bench_trainer(steps, progress, log_dir, f"seg {name}")

@@ -16,9 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ckpt-every", type=int, default=100, help="write OUT/checkpoints/last.ckpt every N steps (resume point)")
+    parser.add_argument("--p-crop", type=float, default=0.5,
+                        help="share of caption groups that are cropped views (objects framed tightly to loosely, bare background)")
     parser.add_argument("--fp32", action="store_true", help="export fp32 weights (default: fp16, half the size)")
     args = parser.parse_args(argv)
-    out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every)
+    out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every,
+                           p_crop=args.p_crop)
     teacher, meta = load_teacher_dir(out)
     acc = meta["zero_shot_crop_accuracy"]
     print(f"teacher {teacher.name}: zero-shot crop accuracy {acc['mean']:.1f}%")

@@ -51,6 +51,7 @@ class CLIPPretrainer(L.LightningModule):
         group_size: int = 8,
         curriculum_steps: int = 0,
         init_logit_scale: float = 1 / 0.07,
+        p_crop: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -90,10 +91,12 @@ class CLIPPretrainer(L.LightningModule):
         if self.current_epoch == 0 and hp.curriculum_steps > 0:
             ds = CaptionedScenes(
                 hp.curriculum_steps * hp.batch_size, size, hp.seed + 1, tuple(hp.classes), single_fraction=1.0,
-                p_colour=0.0, p_size=0.0, group_size=hp.group_size, p_background=0.0,
+                p_colour=0.0, p_size=0.0, group_size=hp.group_size, p_background=0.0, p_crop=hp.p_crop,
             )
         else:
-            ds = CaptionedScenes(hp.num_samples, size, hp.seed, tuple(hp.classes), hp.single_fraction, group_size=hp.group_size)
+            ds = CaptionedScenes(
+                hp.num_samples, size, hp.seed, tuple(hp.classes), hp.single_fraction, group_size=hp.group_size, p_crop=hp.p_crop
+            )
         resume, self._resume = getattr(self, "_resume", None), None
         return train_loader(ds, hp.batch_size // hp.group_size, collate_captions, hp.num_workers, self.trainer, hp.seed, resume=resume)
 

@@ -9,6 +9,10 @@ Each item is a *group* of ``group_size`` renderings of one scene that differ onl
 are drawn (same background, colours, sizes, positions). In a contrastive batch the captions of a group
 then differ only in their shape words, so the loss cannot be lowered by matching colours or
 backgrounds: it is the recipe change that lifts zero-shot shape accuracy from chance to the bar.
+
+A share ``p_crop`` of the groups are cropped views of world-sized scenes (:mod:`.pretrain_views`): objects
+framed tightly, with context, cut by the border, or no object at all. The window is drawn from its own
+stream, so the variants of a group are cropped alike.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .generate import scene_rng
+from .pretrain_views import crop_view
 from .scene import SceneConfig, caption, sample_scene
 from .shapes import SHAPES
 
@@ -36,19 +41,31 @@ class CaptionedScenes(Dataset):
     p_size: float = 0.2
     group_size: int = 4
     p_background: float = 0.3
+    p_crop: float = 0.0
+    crop_objects: tuple[int, int] = (1, 4)
 
     def __post_init__(self):
         self.classes = tuple(self.classes)
         scale = self.image_size / 96
         self.multi = SceneConfig(self.image_size, 1, self.max_objects, 9.0 * scale, 24.0 * scale)
         self.single = SceneConfig(self.image_size, 1, 1, 14.0 * scale, 46.0 * scale)
+        self.world = SceneConfig(96, *self.crop_objects)  # the world's own image and object sizes
 
     def __len__(self) -> int:
         return self.length // self.group_size
 
     def __getitem__(self, index: int):
+        crop = scene_rng(self.seed, "pretrain-view", index).random() < self.p_crop
         images, captions = [], []
         for variant in range(self.group_size):
+            if crop:
+                rng = scene_rng(self.seed, "pretrain-crop", index)
+                scene = sample_scene(rng, self.world, self.classes, shape_offset=variant)
+                view, text = crop_view(scene, scene_rng(self.seed, "pretrain-window", index), self.image_size,
+                                       p_colour=self.p_colour, p_background_word=self.p_background)
+                images.append(view)
+                captions.append(text)
+                continue
             rng = scene_rng(self.seed, "pretrain", index)
             single = rng.random() < self.single_fraction
             cfg = self.single if single else self.multi

@@ -51,6 +51,7 @@ def pretrain_teacher(
     curriculum_steps: int | None = None,
     ckpt_every: int = 100,
     callbacks: list | None = None,
+    p_crop: float = 0.5,
 ) -> Path:
     """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``.
 
@@ -67,10 +68,11 @@ def pretrain_teacher(
     module = CLIPPretrainer(
         model_cfg=EMBEDDED_TEACHER_CFG, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
         seed=seed, warmup_steps=min(100, max(1, steps // 10)), num_workers=num_workers, curriculum_steps=curriculum,
+        p_crop=p_crop,
     )
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum}
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum, "p_crop": p_crop}
     check_resume_recipe(out, recipe, last.is_file())
     trainer = L.Trainer(
         max_steps=steps,
@@ -103,6 +105,9 @@ def pretrain_teacher(
             "model_cfg": EMBEDDED_TEACHER_CFG,
             "world_version": WORLD_VERSION,
             "recipe": recipe,
+            "command": "ovdistill pretrain-teacher --out OUT " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
+            ),
             "train_seconds": round(train_s, 1),
             "zero_shot_crop_accuracy": {"mean": accuracy, "per_class": per_class, "per_class_crops": eval_per_class},
         },

@@ -1,0 +1,56 @@
+"""The embedded teacher's three zero-shot figures (issue targets): tight-crop accuracy (mean and worst class),
+ViLD's 1x + 1.5x crop average, and MaskCLIP dense mIoU (seen / unseen / hIoU) on a world split.
+
+    python benchmarks/teacher_quality.py                       # the shipped teacher, world test split
+    python benchmarks/teacher_quality.py --teacher runs/teacher --split val --crop-seed 1   # choosing a recipe
+
+Choose recipes with ``--split val --crop-seed 1``; the shipped teacher's figures are read on ``test`` / seed 0.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pipelines.bench.mission import demo_spec
+from pipelines.world import write_world
+from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
+from pipelines.world.zeroshot import crop_accuracy, dense_miou
+
+
+def quality(teacher, classes, world: Path, split: str, crop_seed: int) -> dict:
+    tight, per_class = crop_accuracy(teacher, classes, per_class=40, seed=crop_seed, scales=(1.0,))
+    vild, _ = crop_accuracy(teacher, classes, per_class=40, seed=crop_seed, scales=(1.0, 1.5))
+    dense = dense_miou(teacher, world, split, size=(96, 96), output_stride=8)
+    return {"tight": tight, "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild,
+            **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default=None, help="a pretrain-teacher directory (default: the shipped teacher)")
+    parser.add_argument("--world", default=None, help="a world directory (default: the demo's world, generated)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--crop-seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    teacher, _ = load_teacher_dir(args.teacher) if args.teacher else load_shipped_teacher()
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(args.world) if args.world else Path(tmp) / "world"
+        if not args.world:
+            spec = demo_spec(False, 0)
+            spec.splits = {"train": 0, "val": spec.splits["val"], "test": spec.splits["test"]}
+            write_world(spec, world)
+        q = quality(teacher, demo_spec(False, 0).classes, world, args.split, args.crop_seed)
+    print(f"teacher: {args.teacher or 'shipped'}; crops seed {args.crop_seed}; dense on world {args.split}")
+    print("| tight 1.0x crops (mean / worst class) | ViLD 1x + 1.5x | MaskCLIP dense mIoU seen / unseen / hIoU |")
+    print("|---|---|---|")
+    print(f"| {q['tight']:.1f} / {q['tight_worst']:.1f} | {q['vild_1x_1.5x']:.1f} | "
+          f"{q['dense_mIoU_seen']:.1f} / {q['dense_mIoU_unseen']:.1f} / {q['dense_hIoU']:.1f} |")
+    print("per class (tight):", {k: round(v, 1) for k, v in q["tight_per_class"].items()})
+
+
+if __name__ == "__main__":
+    main()
