@@ -11,7 +11,7 @@ from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovdistill pretrain-teacher", description=__doc__)
     parser.add_argument("--out", required=True, help="directory for checkpoints and the exported teacher")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every,
                            p_crop=args.p_crop)
     teacher, meta = load_teacher_dir(out)
-    acc = meta["zero_shot_crop_accuracy"]
-    print(f"teacher {teacher.name}: zero-shot crop accuracy {acc['mean']:.1f}%")
-    for name, value in acc["per_class"].items():
-        print(f"  {name:<10} {value:5.1f}%")
+    for protocol, acc in meta["zero_shot_crop_accuracy"].items():
+        if isinstance(acc, dict):
+            per_class = ", ".join(f"{c} {v:.1f}" for c, v in acc["per_class"].items())
+            print(f"teacher {teacher.name}, {protocol}: zero-shot accuracy {acc['mean']:.1f}% ({per_class})")
     return 0
 
 

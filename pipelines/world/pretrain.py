@@ -19,7 +19,7 @@ from teachers.factory import register_model_cfg
 from ..data.loaders import train_loader, train_position
 from .pretrain_data import CaptionedScenes, collate_captions
 from .shapes import SHAPES
-from .zeroshot import crop_accuracy
+from .zeroshot import crop_record
 
 #: The embedded teacher: a timm ResNet-10-T image tower (average pool + linear projection) at 64 px and a
 #: small text transformer, chosen over tiny open_clip ViT / ModifiedResNet towers because it learns shapes at
@@ -123,9 +123,10 @@ class CLIPPretrainer(L.LightningModule):
         with torch.no_grad():  # CLIP clamps the temperature at 100
             self.model.logit_scale.clamp_(0, math.log(100))
 
-    def zero_shot(self, per_class: int | None = None):
+    def zero_shot(self, per_class: int | None = None) -> dict:
+        """Zero-shot accuracy on held-out crops under every crop protocol (``zeroshot.crop_record``)."""
         teacher = OpenCLIPTeacher.from_model(self.model, self.hparams.model_name)
-        return crop_accuracy(teacher, self.hparams.classes, per_class=per_class or self.hparams.eval_per_class)
+        return crop_record(teacher, self.hparams.classes, per_class=per_class or self.hparams.eval_per_class)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -94,7 +94,7 @@ def pretrain_teacher(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         trainer.fit(module, ckpt_path=str(last) if last.is_file() else None)
     train_s = time.time() - start
-    accuracy, per_class = module.zero_shot(eval_per_class)
+    crops = module.zero_shot(eval_per_class)
     state = module.model.state_dict()
     if half:  # halves the shipped file; OpenCLIPTeacher loads it back into fp32 parameters
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -109,7 +109,7 @@ def pretrain_teacher(
                 f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
             ),
             "train_seconds": round(train_s, 1),
-            "zero_shot_crop_accuracy": {"mean": accuracy, "per_class": per_class, "per_class_crops": eval_per_class},
+            "zero_shot_crop_accuracy": {"per_class_crops": eval_per_class, "crop_seed": 0, **crops},
         },
         out / TEACHER_JSON,
     )

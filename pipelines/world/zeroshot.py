@@ -33,6 +33,23 @@ def single_object_crops(
     return torch.stack(images), boxes, torch.tensor(labels)
 
 
+#: crop protocols a teacher is scored with: (name, crop scales about the object's box)
+CROP_PROTOCOLS = (
+    ("tight crops (1.0x box)", (1.0,)),
+    ("context crops (1.5x box)", (1.5,)),
+    ("ViLD crops (1x + 1.5x embeddings averaged)", (1.0, 1.5)),
+)
+
+
+def crop_record(teacher, classes, per_class: int = 40, seed: int = 0) -> dict:
+    """``{protocol name: {"mean", "per_class", "scales"}}`` for every crop protocol (what a teacher's JSON records)."""
+    record = {}
+    for name, scales in CROP_PROTOCOLS:
+        mean, by_class = crop_accuracy(teacher, classes, per_class=per_class, seed=seed, scales=scales)
+        record[name] = {"mean": round(mean, 2), "per_class": {c: round(v, 2) for c, v in by_class.items()}, "scales": list(scales)}
+    return record
+
+
 @torch.no_grad()
 def crop_accuracy(
     teacher, classes, templates="simple", per_class: int = 40, seed: int = 0, batch: int = 64, scales=(1.5,),
