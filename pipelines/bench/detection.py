@@ -45,7 +45,7 @@ def _row(name: str, result: dict) -> dict:
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, prompts: str | None = None, log_dir: str | Path | None = None,
+    pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.1, prompts: str | None = None, log_dir: str | Path | None = None,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 

@@ -22,7 +22,7 @@ SEG_METHODS = (
     ("LSeg + dense distillation", LSegDenseDistill, {"distill_weight": 1.0, "distill_loss": "cosine"}),
     # MaskCLIP+'s 10% assumes schedules of thousands of steps; the demo's switch point is chosen on the val
     # split by benchmarks/choose_on_val.py (README)
-    ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 1.0}),
+    ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.5}),
 )
 
 
