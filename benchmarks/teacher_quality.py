@@ -17,14 +17,14 @@ import torch
 from pipelines.bench.mission import demo_spec
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
-from pipelines.world.zeroshot import crop_accuracy, dense_miou
+from pipelines.world.zeroshot import crop_record, dense_miou
 
 
 def quality(teacher, classes, world: Path, split: str, crop_seed: int) -> dict:
-    tight, per_class = crop_accuracy(teacher, classes, per_class=40, seed=crop_seed, scales=(1.0,))
-    vild, _ = crop_accuracy(teacher, classes, per_class=40, seed=crop_seed, scales=(1.0, 1.5))
+    tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
+    per_class = tight["per_class"]
     dense = dense_miou(teacher, world, split, size=(96, 96), output_stride=8)
-    return {"tight": tight, "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild,
+    return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")}}
 
 

@@ -47,16 +47,14 @@ def mission_teacher(cache: Path, quick: bool, retrain: bool, teacher_steps: int)
 def crop_rows(teacher, world: Path, quick: bool) -> list[dict]:
     """The teacher's zero-shot accuracy on held-out single-object crops, one row per crop protocol."""
     from pipelines.world import load_spec
-    from pipelines.world.zeroshot import CROP_PROTOCOLS, crop_accuracy
+    from pipelines.world.zeroshot import crop_record
 
     spec = load_spec(world)
     rows = []
-    for name, scales in CROP_PROTOCOLS:
-        acc, per_class = crop_accuracy(teacher, spec.classes, per_class=5 if quick else 40, scales=scales)
-        row = {"method": name, "accuracy": acc}
-        row.update({c: per_class[c] for c in spec.classes})
-        row["novel mean"] = sum(per_class[c] for c in spec.novel) / len(spec.novel)
-        rows.append(row)
+    for name, acc in crop_record(teacher, spec.classes, per_class=5 if quick else 40).items():
+        per_class = acc["per_class"]
+        rows.append({"method": name, "accuracy": acc["mean"], **per_class,
+                     "novel mean": sum(per_class[c] for c in spec.novel) / len(spec.novel)})
     return rows
 
 

@@ -40,7 +40,7 @@ def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
 
 def pretrain_teacher(
     out: str | Path,
-    steps: int = 1500,
+    steps: int = 2400,
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
