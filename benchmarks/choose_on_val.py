@@ -1,13 +1,14 @@
 """Choose the demo's world settings on the **val** split (never on test, which the demo reports once).
 
-    python benchmarks/choose_on_val.py [--seg-steps 100] [--det-steps 100] [--det-batch-size 8]
+    python benchmarks/choose_on_val.py [--seg-steps 100] [--det-steps 100] [--det-batch-size 8] [--skip seg|det]
 
 Runs, at the demo's budget and seeds, on the demo's world (cached like the demo's):
 
 - MaskCLIP+ ``self_train_after`` in {0.1 (paper), 0.25, 0.5, 1.0 (teacher labels throughout)} -> val unseen mIoU, hIoU;
 - the detector temperature ``tau`` in {0.01 (ViLD), 0.05} for ViLD-text -> val AP50 over base classes;
-- the pseudo-box labeller's ``gold_iou`` in {0.5 (default), 0.1} and score threshold in {0.7, 0.5, 0.3}: teacher pseudo
-  boxes on the **val** images (whose novel boxes are known) -> precision / recall at IoU 0.5.
+- the pseudo-box labeller's ``refine`` (proposals moved by the proposer's box regression or not), ``gold_iou`` in
+  {0.5 (default), 0.1} and score threshold in {0.7, 0.5, 0.3}: teacher pseudo boxes on the **val** images (whose novel
+  boxes are known) -> precision / recall / F1 at IoU 0.5.
 
 Prints one markdown table per question; the demo's defaults are the winners recorded in the README.
 """
@@ -17,18 +18,16 @@ import argparse
 import warnings
 
 import lightning as L
-import torch
-from torchvision.ops import box_iou
 
 from distill.det_modules import ViLD
 from distill.seg_modules import MaskCLIPPlus
 from pipelines.bench.detection import world_detector
 from pipelines.bench.mission import default_cache_dir, demo_spec
+from pipelines.bench.pseudo_quality import pseudo_box_quality
 from pipelines.bench.segmentation import world_student
 from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.seg_datamodule import WorldSegDataModule
-from pipelines.offline.pseudo_labels import teacher_pseudo_labels
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
@@ -48,35 +47,13 @@ def _table(title: str, header: list[str], rows: list[list], settings: int = 1) -
     return "\n".join(lines)
 
 
-def pseudo_precision(teacher, proposer, dm, gold_iou: float, threshold: float) -> tuple[float, float]:
-    """Precision / recall (%) of teacher pseudo boxes on val images against their novel ground truth."""
-    val = dm.dataset("val")
-    novel_ids = [dm.class_names.index(c) for c in dm.novel]
-    base_ids = [i for i in range(len(dm.class_names)) if i not in novel_ids]
-    # the labeller sees val as a training set would look: base boxes are gold, novel ones unknown
-    val.label_of = {cid: k for cid, k in val.label_of.items() if k in base_ids}
-    coco = teacher_pseudo_labels(teacher, proposer, val, dm.class_names, dm.novel, score_threshold=threshold, gold_iou=gold_iou)
-    full = dm.dataset("val")
-    tp = n_pred = n_gt = 0
-    name_of = {c["id"]: c["name"] for c in coco["categories"]}
-    for image_id in full.ids:
-        t = full.target(image_id)
-        gt = {c: t["boxes"][t["labels"] == dm.class_names.index(c)] for c in dm.novel}
-        n_gt += sum(len(b) for b in gt.values())
-        for a in (a for a in coco["annotations"] if a["image_id"] == image_id):
-            n_pred += 1
-            x, y, w, h = a["bbox"]
-            g = gt[name_of[a["category_id"]]]
-            tp += int(len(g) > 0 and float(box_iou(torch.tensor([[x, y, x + w, y + h]]), g).max()) >= 0.5)
-    return 100 * tp / max(n_pred, 1), 100 * tp / max(n_gt, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seg-steps", type=int, default=100)
     parser.add_argument("--det-steps", type=int, default=100)
     parser.add_argument("--det-batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task's questions out")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     spec = demo_spec(False, args.seed)
@@ -87,6 +64,14 @@ def main() -> None:
     timm_w = str(save_trunk_weights(teacher, tmp / "trunk_timm.pt", "timm"))
     out = []
 
+    if "seg" not in args.skip:
+        out.append(_choose_seg(teacher, world, smp_w, args))
+    if "det" not in args.skip:
+        out += _choose_det(teacher, world, timm_w, args)
+    print("\n".join(out))
+
+
+def _choose_seg(teacher, world, smp_w: str, args) -> str:
     seg_dm = WorldSegDataModule(str(world), batch_size=16)
     rows = []
     for after in (0.1, 0.25, 0.5, 1.0):
@@ -95,8 +80,11 @@ def main() -> None:
                               teacher_size=(96, 96), teacher_stride=8, self_train_after=after)
         r = _validate(module, seg_dm, args.seg_steps)
         rows.append([after, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]])
-    out.append(_table(f"MaskCLIP+ self_train_after ({args.seg_steps} steps, val split)", ["self_train_after", "seen", "unseen", "hIoU"], rows))
+    return _table(f"MaskCLIP+ self_train_after ({args.seg_steps} steps, val split)", ["self_train_after", "seen", "unseen", "hIoU"], rows)
 
+
+def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
+    out = []
     det_dm = WorldDetDataModule(str(world), batch_size=args.det_batch_size)
     rows, proposer = [], None
     for tau in (0.01, 0.05):
@@ -110,12 +98,16 @@ def main() -> None:
 
     rows = []
     proposer.eval()
-    for gold_iou in (0.5, 0.1):
-        for threshold in (0.7, 0.5, 0.3):
-            p, r = pseudo_precision(teacher, proposer, det_dm, gold_iou, threshold)
-            rows.append([gold_iou, threshold, p, r])
-    out.append(_table("Teacher pseudo boxes on val images (novel boxes, IoU 0.5)", ["gold_iou", "score threshold", "precision", "recall"], rows, 2))
-    print("\n".join(out))
+    for refine in (False, True):
+        for gold_iou in (0.5, 0.1):
+            for threshold in (0.7, 0.5, 0.3):
+                # the demo's labeller: the top 32 proposals per image (its image_regions)
+                p, r = pseudo_box_quality(teacher, proposer, det_dm, "val", score_threshold=threshold, gold_iou=gold_iou,
+                                          top_proposals=32, refine=refine)
+                rows.append([refine, gold_iou, threshold, p, r, 2 * p * r / max(p + r, 1e-9)])
+    out.append(_table("Teacher pseudo boxes on val images (novel boxes, IoU 0.5)",
+                      ["refine", "gold_iou", "score threshold", "precision", "recall", "F1"], rows, 3))
+    return out
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import boxes as box_ops
 
 from .detection_backbones import build_backbone
 from .region_heads import DualBranchHead, EmbeddingBoxPredictor, EmbeddingRoIHeads
@@ -122,3 +123,19 @@ class RegionEmbeddingDetector(FasterRCNN):
         boxes, scores = rpn.filter_proposals(boxes, objectness, images_t.image_sizes, per_level)
         out = [resize_boxes(b, s, o) for b, s, o in zip(boxes, images_t.image_sizes, original)]
         return out, scores
+
+    @torch.no_grad()
+    def refine_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
+        """``boxes`` (xyxy, input pixels) moved by the second stage's class-agnostic box regression, clipped.
+
+        A proposal that covers only part of an unannotated object is often pulled onto it: the regression
+        learned on base boxes is class-agnostic and carries over (round-one pseudo boxes use it).
+        """
+        original = [img.shape[-2:] for img in images]
+        images_t, _ = self.transform(images)
+        features = self.backbone(images_t.tensors)
+        scaled = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(boxes, original, images_t.image_sizes)]
+        x = self.roi_heads.box_head(self.roi_heads.box_roi_pool(features, scaled, images_t.image_sizes))
+        deltas = self.predictor.box_deltas(x)
+        moved = self.roi_heads.box_coder.decode(deltas, scaled).reshape(-1, 4).split([len(b) for b in scaled])
+        return [resize_boxes(box_ops.clip_boxes_to_image(b, s), s, o) for b, s, o in zip(moved, images_t.image_sizes, original)]

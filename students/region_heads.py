@@ -82,8 +82,11 @@ class EmbeddingBoxPredictor(nn.Module):
         out = self.embed(x) @ classes.T / self.tau
         if self.ensembling:
             out = self.blend(out, self.embed(x, "image") @ self.text.to(text_x.dtype).T / self.tau)
-        deltas = self.bbox_pred(text_x)
-        return out, deltas.repeat(1, out.shape[1])  # the same box for every class (class-agnostic)
+        return out, self.box_deltas(x).repeat(1, out.shape[1])  # the same box for every class (class-agnostic)
+
+    def box_deltas(self, x: Tensor) -> Tensor:
+        """``[N, 4]`` class-agnostic box regression of box-head features (it reads the text branch)."""
+        return self.bbox_pred(self._split(x)[0])
 
     def blend(self, text_logits: Tensor, image_logits: Tensor) -> Tensor:
         """ViLD-ensemble scores ``[p_bg (text head), blended class scores]``, not renormalised."""

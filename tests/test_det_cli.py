@@ -73,9 +73,10 @@ def test_detection_workflow_from_the_command_line(tiny_world, tmp_path):
     assert all(c["id"] == gt_ids[c["name"]] for c in coco["categories"])
     assert coco["annotations"], "threshold 0 must keep some pseudo boxes"
     assert coco["info"]["ovdistill"]["round"] == 1
+    assert coco["info"]["ovdistill"]["refine"] is True  # live round one moves proposals by the box regression
     # round one from the proposals file: stored boxes and teacher regions, no proposer or teacher forward
     live8, stored8 = tmp_path / "live8.json", tmp_path / "stored8.json"
-    for out, extra in ((live8, []), (stored8, ["--proposals", str(props)])):
+    for out, extra in ((live8, ["--no-refine"]), (stored8, ["--proposals", str(props)])):
         assert main(["pseudo-label", *common, "--ckpt", str(ckpt), "--out", str(out), "--threshold", "0.0", "--top-proposals", "8", *extra]) == 0
     a, b = (sorted((x["image_id"], x["category_id"], tuple(round(v) for v in x["bbox"])) for x in json.loads(f.read_text())["annotations"])
             for f in (live8, stored8))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -127,6 +128,25 @@ def test_detector_losses_and_vocabulary_at_call_time():
         det(images, text=torch.randn(3, 5))
     boxes, scores = det.propose(images)
     assert len(boxes) == 2 and all(((s >= 0) & (s <= 1)).all() for s in scores)
+
+
+@pytest.mark.parametrize("image_head", [False, True])
+def test_refine_boxes_applies_the_class_agnostic_regression_in_input_pixels(image_head):
+    det = tiny_detector(image_head=image_head).eval()
+    images = [torch.rand(3, 48, 48)]  # the transform resizes to 64: boxes go there and back
+    boxes = [torch.tensor([[4.0, 6, 20, 30], [10, 10, 34, 22]])]
+    pred = det.predictor.bbox_pred
+    with torch.no_grad():
+        pred.weight.zero_()
+        pred.bias.zero_()
+        torch.testing.assert_close(det.refine_boxes(images, boxes)[0], boxes[0], atol=1e-4, rtol=0)
+        # torchvision's coder weights (10, 10, 5, 5): dx = 0.1 moves the centre by a tenth of the width, dw = ln 2 doubles it
+        pred.bias.copy_(torch.tensor([1.0, 0.0, 5 * math.log(2), 0.0]))
+        moved = det.refine_boxes(images, boxes)[0]
+    w = boxes[0][:, 2] - boxes[0][:, 0]
+    cx = (boxes[0][:, 0] + boxes[0][:, 2]) / 2 + 0.1 * w
+    expected = torch.stack([cx - w, boxes[0][:, 1], cx + w, boxes[0][:, 3]], 1).clamp(0, 48)
+    torch.testing.assert_close(moved, expected, atol=1e-3, rtol=0)
 
 
 def test_region_embedding_does_not_depend_on_other_boxes():
@@ -264,6 +284,26 @@ def test_proposals_round_trip_and_teacher_regions(tiny_world, teacher, tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot read proposals file .*junk.pt"):
         load_proposals(tmp_path / "junk.pt")
+
+
+def test_teacher_pseudo_boxes_are_refined_proposals(tiny_world, teacher):
+    from pipelines.offline.pseudo_labels import teacher_pseudo_labels
+
+    det = tiny_detector().eval()
+    dm = WorldDetDataModule(str(tiny_world))
+    ds = dm.dataset("train")
+    coco = teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, score_threshold=0.0, gold_iou=1.1, top_proposals=5)
+    assert coco["info"]["ovdistill"]["refine"] is True and coco["annotations"]
+    for image_id in {a["image_id"] for a in coco["annotations"]}:
+        image, _ = ds[ds.ids.index(image_id)]
+        raw = det.propose([image])[0][0][:5]
+        refined = det.refine_boxes([image], [raw])[0]
+        for a in (a for a in coco["annotations"] if a["image_id"] == image_id):
+            x, y, w, h = a["bbox"]
+            box = torch.tensor([[x, y, x + w, y + h]])
+            assert box_iou(box, refined).max() > 0.999  # every pseudo box is a moved proposal
+    with pytest.raises(ValueError, match="stored proposals table"):
+        teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, proposals={"proposals": {}}, refine=True)
 
 
 def test_select_pseudo_boxes_rules():

@@ -3,11 +3,13 @@
 A 96 px world (400 training scenes) and the shipped embedded teacher; students start from the teacher's
 trunk, as in the demo. The bars are the issue's where a method reaches them at this budget (MaskCLIP+ >= 3x and
 +15 over LSeg, and above its own teacher; ViLD-ensemble novel AP50 >= 10), else margins below what the runs
-measure. With the dense teacher's signal replaced by noise the segmentation test fails; the detection test still
-passes with a noise region teacher (``python tests/mutations.py noise``): it does not yet prove region distillation.
+measure. With the teacher's signal replaced by noise each test fails (``python tests/mutations.py noise``): the
+segmentation test on the dense map, the detection test on the region embeddings (ViLD-ensemble's gain over ViLD-text
+and the pseudo-box labeller's precision).
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import lightning as L
@@ -18,7 +20,7 @@ from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 SEG_STEPS, DET_STEPS = 80, 80
 SEG_MARGIN, DENSE_MARGIN = 15.0, 1.0
-DET_BAR, PSEUDO_MARGIN = 10.0, 3.0
+DET_BAR, ENSEMBLE_GAIN, PSEUDO_MARGIN, PSEUDO_PRECISION = 10.0, 4.0, 3.0, 40.0
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +58,34 @@ def test_segmentation_distillation_beats_lseg_on_unseen(setting):
 @pytest.mark.slow
 def test_vild_ensemble_and_pseudo_boxes_find_novel_objects(setting):
     from pipelines.bench.detection import run_det_methods
+    from pipelines.bench.pseudo_quality import pseudo_box_quality
+    from pipelines.data.det_datamodule import WorldDetDataModule
 
     world, teacher, trunk, root = setting
     L.seed_everything(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows, _ = run_det_methods(teacher, world, root / "det", steps=DET_STEPS, progress=False, weights=str(trunk["timm"]))
+        rows, modules = run_det_methods(teacher, world, root / "det", steps=DET_STEPS, progress=False, weights=str(trunk["timm"]))
     print(rows)
     by = {r["method"].split(" (")[0]: r for r in rows}
-    base_only = by["base-only detector"]
+    base_only, text, ensemble = by["base-only detector"], by["ViLD-text"], by["ViLD-ensemble"]
     assert base_only["AP50_novel"] == 0.0  # closed vocabulary: novel classes cannot be named
     assert base_only["AP50_base"] > 5.0, rows  # ... but it did learn the base classes
-    # the issue's bar for novel AP50 (measured 16.4; teacher on proposals 15.4): a noise region teacher fails it
-    assert by["ViLD-ensemble"]["AP50_novel"] >= DET_BAR, rows
-    # pseudo boxes transfer less at this budget (measured 6.0: below the issue's bar, README)
+    # the issue's bar for novel AP50 (measured 16.4; teacher on proposals 15.4)
+    assert ensemble["AP50_novel"] >= DET_BAR, rows
+    # what the region teacher adds through the image head, over the text head alone (measured: novel 16.4 vs 8.0, all
+    # classes 36.5 vs 19.7; with the region teacher's embeddings replaced by noise 11.3 and 17.8: the blend alone
+    # lifts novel AP a little, the teacher much more)
+    assert ensemble["AP50_novel"] >= text["AP50_novel"] + ENSEMBLE_GAIN, rows
+    assert ensemble["AP50"] >= text["AP50"] + 8.0, rows
+    # pseudo boxes transfer less at this budget (measured 8.1: below the issue's bar, README)
     assert by["pseudo-box self-training"]["AP50_novel"] >= base_only["AP50_novel"] + PSEUDO_MARGIN, rows
+    # ... and it is the teacher that names the novel objects: the demo's labeller on the test images, whose novel
+    # boxes are known (measured precision 47.5, recall 33.3; a noise region teacher's labels are near chance)
+    labeller = {k: inspect.signature(run_det_methods).parameters[f"pseudo_{k}"].default for k in ("threshold", "gold_iou", "refine")}
+    precision, recall = pseudo_box_quality(
+        teacher, modules["ViLD-text"].student, WorldDetDataModule(str(world), batch_size=16), "test", top_proposals=32,
+        score_threshold=labeller["threshold"], gold_iou=labeller["gold_iou"], refine=labeller["refine"],
+    )
+    print(f"pseudo boxes on test images: precision {precision:.1f}, recall {recall:.1f}")
+    assert precision >= PSEUDO_PRECISION and recall >= 10.0, (precision, recall)

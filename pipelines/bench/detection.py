@@ -6,6 +6,7 @@ teacher's pseudo boxes.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -45,12 +46,13 @@ def _row(name: str, result: dict) -> dict:
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.1, prompts: str | None = None, log_dir: str | Path | None = None,
+    pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
     ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
-    (``benchmarks/choose_on_val.py``). ``prompts``: a learned prompt file every classifier uses instead of templates.
+    (``benchmarks/choose_on_val.py``); ``pseudo_refine``: the labeller moves proposals by the proposer's box regression
+    (chosen there too). ``prompts``: a learned prompt file every classifier uses instead of templates.
     ``log_dir``: TensorBoard curves, one run per method.
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
@@ -58,11 +60,18 @@ def run_det_methods(
     dm = WorldDetDataModule(str(world), batch_size=batch_size)
     rows, modules = [], {}
 
+    def timed(what: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        if progress:  # where the section's minutes go
+            print(f"[detection] {what}: {time.perf_counter() - start:.0f}s", flush=True)
+        return result
+
     def fit_and_test(name, module, datamodule):
         L.seed_everything(seed, verbose=False)
         trainer = bench_trainer(steps, progress, log_dir, f"det {name}")
-        trainer.fit(module, datamodule)
-        rows.append(_row(name, trainer.test(module, datamodule, verbose=False)[0]))
+        timed(f"{name}, training", lambda: trainer.fit(module, datamodule))
+        rows.append(_row(name, timed(f"{name}, test", lambda: trainer.test(module, datamodule, verbose=False))[0]))
         modules[name] = module
         return module
 
@@ -75,13 +84,15 @@ def run_det_methods(
         proposer = vild_text.student
 
         baseline = TeacherOnProposals(teacher, proposer, prompts=prompts)
-        rows.insert(0, _row("teacher on proposals (CLIP-on-crops)", bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]))
+        rows.insert(0, _row("teacher on proposals (CLIP-on-crops)",
+                            timed("teacher on proposals, test", lambda: bench_trainer(1, progress).test(baseline, dm, verbose=False))[0]))
         modules["teacher on proposals"] = baseline
 
         train_set = dm.dataset("train")
         train_set.flip = False
         proposals = out / "proposals_train.pt"
-        save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals)
+        timed("proposals + teacher regions (train)",
+              lambda: save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals))
         with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
         fit_and_test("ViLD (text + image)", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, image_weight=image_weight, image_regions=image_regions, prompts=prompts), with_props)
         fit_and_test(
@@ -92,10 +103,12 @@ def run_det_methods(
         )
 
         pseudo = out / "pseudo_labels_train.json"
-        coco = teacher_pseudo_labels(
+        # live, not from the stored table: proposals are first moved by the proposer's box regression (pseudo_refine)
+        coco = timed("teacher pseudo labels (train)", lambda: teacher_pseudo_labels(
             teacher, proposer, train_set, dm.class_names, dm.novel, score_threshold=pseudo_threshold, gold_iou=pseudo_gold_iou,
-            proposals=load_proposals(proposals), prompts=prompts,
-        )
+            top_proposals=image_regions, prompts=prompts, refine=pseudo_refine,
+            proposals=None if pseudo_refine else load_proposals(proposals),
+        ))
         save_pseudo_labels(coco, pseudo)
         with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
         fit_and_test("pseudo-box self-training (teacher labels)", PseudoBoxDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, prompts=prompts), with_pseudo)

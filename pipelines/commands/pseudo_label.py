@@ -1,5 +1,6 @@
 """``ovdistill pseudo-label``: novel-class pseudo boxes as a COCO JSON (ground-truth category ids, round and labeller in
-``info.ovdistill``), from the teacher over a base detector's proposals (``--labeller teacher``, round one) or from a
+``info.ovdistill``), from the teacher over a base detector's proposals, moved by its box regression (``--labeller teacher``,
+round one; ``--no-refine`` labels the raw proposals) or from a
 trained detector's own detections (``--labeller detector``, later rounds), through ``Trainer.predict``:
 
     ovdistill pseudo-label -c configs/det/real.yaml -c configs/det/data/ov_coco.yaml -c configs/det/method/vild_text.yaml \
@@ -7,6 +8,7 @@ trained detector's own detections (``--labeller detector``, later rounds), throu
 """
 from __future__ import annotations
 
+import argparse
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +25,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--proposals", default=None,
                         help="teacher labeller: read boxes and teacher region embeddings from this `ovdistill proposals` file "
                              "(no proposer or teacher forward)")
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                        help="teacher labeller: move proposals by the detector's class-agnostic box regression before the "
+                             "teacher labels them (default: on, off with --proposals, whose stored boxes are labelled as stored)")
     args, rest = parser.parse_known_args(argv)
+    refine = args.refine if args.refine is not None else not args.proposals
+    if refine and args.proposals:
+        parser.error("--refine moves and re-embeds the proposals: it cannot read them from --proposals (drop one of the two)")
     from pipelines.offline.predict import run_pass
     from pipelines.offline.pseudo_labels import (
         save_pseudo_labels,
@@ -32,7 +40,8 @@ def main(argv: list[str]) -> int:
     )
 
     module, dm, ds, trainer = build_offline(rest, args.ckpt, args.split)
-    settings = teacher_settings(args.threshold, args.top_k, gold_iou=args.gold_iou, top_proposals=args.top_proposals)
+    settings = teacher_settings(args.threshold, args.top_k, gold_iou=args.gold_iou, top_proposals=args.top_proposals,
+                                refine=refine and args.labeller == "teacher")
     out = Path(args.out)
     if args.proposals and args.labeller == "teacher":
         if trainer.global_rank == 0:
@@ -72,7 +81,7 @@ def _from_proposals(module, ds, path: str, settings: dict) -> dict:
     return teacher_pseudo_labels(
         module.teacher, None, ds, module.class_names, module.novel_names, top_proposals=s["top_proposals"],
         score_threshold=s["score_threshold"], top_k=s["top_k"], nms_iou=s["nms_iou"], gold_iou=s["gold_iou"], scale=s["scale"],
-        proposals=table, text=module.text,
+        proposals=table, text=module.text, refine=False,
     )
 
 

@@ -1,7 +1,9 @@
 """Pseudo labels for novel classes as a COCO instances JSON (inspectable with any COCO tool, and read back
 by the detection data module through ``pseudo_labels``).
 
-Round one: the teacher labels class-agnostic proposals of a base-trained RPN (``teacher_label_batch``);
+Round one: the teacher labels class-agnostic proposals of a base-trained RPN (``teacher_label_batch``), first
+moved by the same detector's class-agnostic box regression (``refine``: on the world it doubles the labeller's
+precision, because the teacher names an object on a box that holds half of it);
 later rounds: a trained detector labels the images itself (``detector_label_batch``). Gold boxes, which
 are never relabelled, are the dataset's own annotations only — never an earlier round's pseudo boxes.
 The JSON uses the ground truth's category ids and records its round, labeller and settings in
@@ -57,10 +59,13 @@ def _select(image_id, boxes, scores, labels, gold, target: list[int], s: dict) -
 
 @torch.no_grad()
 def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, images, targets, settings: dict) -> list[dict]:
-    """Round one for a batch: the teacher classifies the proposer's top proposals (1x + 1.5x crops)."""
+    """Round one for a batch: the teacher classifies the proposer's top proposals (1x + 1.5x crops), refined by the
+    proposer's box regression when ``settings["refine"]``."""
     n = settings["top_proposals"]
     boxes, objectness = proposer.propose(images)
     boxes = [b[:n] for b in boxes]
+    if settings.get("refine", False):
+        boxes = proposer.refine_boxes(images, boxes)
     emb = teacher_region_embeddings(teacher, images, boxes).split([len(b) for b in boxes])
     out = []
     for b, o, e, t in zip(boxes, objectness, emb, targets):
@@ -79,26 +84,31 @@ def detector_label_batch(module, dataset, images, targets, settings: dict) -> li
     ]
 
 
-def teacher_settings(score_threshold=0.5, top_k=5, nms_iou=0.5, gold_iou=0.5, scale=100.0, top_proposals=100) -> dict:
+def teacher_settings(score_threshold=0.5, top_k=5, nms_iou=0.5, gold_iou=0.5, scale=100.0, top_proposals=100, refine=False) -> dict:
     return {"score_threshold": score_threshold, "top_k": top_k, "nms_iou": nms_iou, "gold_iou": gold_iou, "scale": scale,
-            "top_proposals": top_proposals}
+            "top_proposals": top_proposals, "refine": refine}
 
 
 @torch.no_grad()
 def teacher_pseudo_labels(
     teacher, proposer, dataset, class_names: list[str], novel: list[str], templates="simple", top_proposals: int = 100,
     score_threshold: float = 0.5, top_k: int = 5, nms_iou: float = 0.5, gold_iou: float = 0.5, scale: float = 100.0,
-    batch_size: int = 16, progress=None, proposals: dict | None = None, prompts: str | None = None, text=None,
+    batch_size: int = 16, progress=None, proposals: dict | None = None, prompts: str | None = None, text=None, refine: bool = True,
 ) -> dict:
     """Round one, in process: the teacher classifies proposals over all class names.
 
     ``proposals``: a loaded proposals table (``load_proposals``) with ``teacher_regions``; its stored
     boxes, objectness and teacher embeddings are reused instead of running the proposer and the teacher.
     ``prompts``: a learned prompt file replacing the templates; ``text``: class embeddings already computed.
+    ``refine``: move each proposal by the proposer's box regression before the teacher sees it (needs the proposer
+    and the teacher, so not with a stored ``proposals`` table, whose boxes are used as stored).
     """
+    if refine and proposals is not None:
+        raise ValueError("refine=True moves proposals with the proposer's box head and re-embeds them: it cannot read a stored "
+                         "proposals table (pass refine=False to label the stored boxes as they are)")
     text = text_embeddings(teacher, class_names, templates, prompts) if text is None else text
     target = [class_names.index(c) for c in novel]
-    settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_proposals)
+    settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_proposals, refine)
     found = []
     if proposals is not None:
         if "teacher_regions" not in proposals:
