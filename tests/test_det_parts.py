@@ -306,6 +306,33 @@ def test_teacher_pseudo_boxes_are_refined_proposals(tiny_world, teacher):
         teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, proposals={"proposals": {}}, refine=True)
 
 
+def test_teacher_labeller_skips_only_boxes_that_cannot_pass(tiny_world, teacher):
+    """Proposals whose objectness is below the threshold are not embedded; the labels equal an unfiltered pass's."""
+    from distill.pseudo_boxes import teacher_box_scores
+    from pipelines.offline.pseudo_labels import teacher_label_batch, teacher_settings
+
+    det = tiny_detector().eval()
+    dm = WorldDetDataModule(str(tiny_world))
+    ds = dm.dataset("train")
+    items = [ds[i] for i in range(4)]
+    images, targets = [i for i, _ in items], [t for _, t in items]
+    text = teacher.encode_text(dm.class_names, "simple")
+    novel = [dm.class_names.index(c) for c in dm.novel]
+    boxes, objectness = det.propose(images)
+    boxes, objectness = [b[:8] for b in boxes], [o[:8] for o in objectness]
+    threshold = float(torch.cat(objectness).median())
+    got = teacher_label_batch(teacher, det, text, novel, ds, images, targets, teacher_settings(threshold, gold_iou=1.1, top_proposals=8, refine=True))
+    assert any(len(g["boxes"]) for g in got)
+    refined = det.refine_boxes(images, boxes)
+    for g, b, o, image in zip(got, refined, objectness, images):
+        scores, labels = teacher_box_scores(teacher.encode_regions(image[None], [b]), text, o)
+        want = select_pseudo_boxes(b, scores, labels, novel, None, threshold, 5, 0.5, 1.1)
+        torch.testing.assert_close(g["boxes"], want[0], atol=1e-3, rtol=0)
+        assert g["labels"].tolist() == want[2].tolist()
+    assert not any(len(g["boxes"]) for g in teacher_label_batch(teacher, det, text, novel, ds, images, targets,
+                                                              teacher_settings(1.01, top_proposals=8, refine=True)))
+
+
 def test_select_pseudo_boxes_rules():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [30, 30, 40, 40], [50, 50, 60, 60], [0, 30, 10, 40]])
     scores = torch.tensor([0.9, 0.8, 0.95, 0.3, 0.7])

@@ -63,13 +63,17 @@ def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, ima
     proposer's box regression when ``settings["refine"]``."""
     n = settings["top_proposals"]
     boxes, objectness = proposer.propose(images)
-    boxes = [b[:n] for b in boxes]
+    # a box's score is a class probability times its objectness: one below the threshold can never pass, so the
+    # teacher (the cost of this pass) does not embed it
+    keep = [o[:n] >= settings["score_threshold"] for o in objectness]
+    boxes = [b[:n][k] for b, k in zip(boxes, keep)]
+    objectness = [o[:n][k] for o, k in zip(objectness, keep)]
     if settings.get("refine", False):
         boxes = proposer.refine_boxes(images, boxes)
     emb = teacher_region_embeddings(teacher, images, boxes).split([len(b) for b in boxes])
     out = []
     for b, o, e, t in zip(boxes, objectness, emb, targets):
-        scores, labels = teacher_box_scores(e.to(text), text, o[:n].to(text), settings["scale"])
+        scores, labels = teacher_box_scores(e.to(text), text, o.to(text), settings["scale"])
         out.append(_select(t["image_id"], b, scores, labels, gold_boxes(dataset, int(t["image_id"])), target, settings))
     return out
 
