@@ -8,7 +8,8 @@ Runs, at the demo's budget and seeds, on the demo's world (cached like the demo'
 - the detector temperature ``tau`` in {0.01 (ViLD), 0.05} for ViLD-text -> val AP50 over base classes;
 - the pseudo-box labeller's ``refine`` (proposals moved by the proposer's box regression or not), ``gold_iou`` in
   {0.5 (default), 0.1} and score threshold in {0.7, 0.5, 0.3}: teacher pseudo boxes on the **val** images (whose novel
-  boxes are known) -> precision / recall / F1 at IoU 0.5.
+  boxes are known) -> precision / recall / F1 at IoU 0.5;
+- the ViLD-image loss weight in {0.1, 0.25, 0.5 (paper)} for ViLD (text + image) and for ViLD-ensemble -> val AP50.
 
 Prints one markdown table per question; the demo's defaults are the winners recorded in the README.
 """
@@ -27,7 +28,9 @@ from pipelines.bench.pseudo_quality import pseudo_box_quality
 from pipelines.bench.segmentation import world_student
 from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
+from pipelines.data.proposals_file import save_proposals
 from pipelines.data.seg_datamodule import WorldSegDataModule
+from pipelines.offline.proposals import compute_proposals
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
@@ -107,6 +110,23 @@ def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
                 rows.append([refine, gold_iou, threshold, p, r, 2 * p * r / max(p + r, 1e-9)])
     out.append(_table("Teacher pseudo boxes on val images (novel boxes, IoU 0.5)",
                       ["refine", "gold_iou", "score threshold", "precision", "recall", "F1"], rows, 3))
+
+    # the ViLD-image loss weight (paper: 0.5) for the single-head ViLD and for ViLD-ensemble's image head
+    train_set = det_dm.dataset("train")
+    train_set.flip = False
+    proposals = default_cache_dir() / "choose-on-val" / "proposals_train.pt"
+    save_proposals(compute_proposals(proposer, train_set, top_n=32, teacher=teacher), proposals)
+    with_props = WorldDetDataModule(str(world), batch_size=args.det_batch_size, proposals=str(proposals))
+    rows = []
+    for ensemble in (False, True):
+        for weight in (0.1, 0.25, 0.5):
+            L.seed_everything(args.seed, verbose=False)
+            module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w, image_head=ensemble), lr=1e-3,
+                          image_weight=weight, image_regions=32, ensemble=ensemble)
+            r = _validate(module, with_props, args.det_steps)
+            rows.append(["ViLD-ensemble" if ensemble else "ViLD (text + image)", weight, r["val/AP50_base"], r["val/AP50_novel"]])
+    out.append(_table(f"ViLD-image loss weight ({args.det_steps} steps, batch {args.det_batch_size}, val split)",
+                      ["method", "image_weight", "AP50 base", "AP50 novel"], rows, 2))
     return out
 
 

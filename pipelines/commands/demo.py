@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain-teacher", action="store_true", help="pre-train the teacher instead of using the shipped one")
     parser.add_argument("--teacher-steps", type=int, default=2400)
     parser.add_argument("--seg-steps", type=int, default=100, help="training steps of each segmentation method (batch 16)")
-    parser.add_argument("--det-steps", type=int, default=100, help="training steps of each detection method")
+    parser.add_argument("--det-steps", type=int, default=200, help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task out")
     parser.add_argument("--prompts", default="templates",
