@@ -331,6 +331,11 @@ def test_teacher_labeller_skips_only_boxes_that_cannot_pass(tiny_world, teacher)
         assert g["labels"].tolist() == want[2].tolist()
     assert not any(len(g["boxes"]) for g in teacher_label_batch(teacher, det, text, novel, ds, images, targets,
                                                               teacher_settings(1.01, top_proposals=8, refine=True)))
+    with torch.no_grad():  # a regression that moves every box off the image: nothing to label, no error
+        det.predictor.bbox_pred.weight.zero_()
+        det.predictor.bbox_pred.bias.copy_(torch.tensor([1000.0, 0.0, 0.0, 0.0]))
+    off = teacher_label_batch(teacher, det, text, novel, ds, images, targets, teacher_settings(0.0, gold_iou=1.1, top_proposals=8, refine=True))
+    assert not any(len(g["boxes"]) for g in off)
 
 
 def test_select_pseudo_boxes_rules():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torchvision.ops import remove_small_boxes
 
 from distill.pseudo_boxes import select_pseudo_boxes, teacher_box_scores
 from distill.regions import teacher_region_embeddings
@@ -70,6 +71,10 @@ def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, ima
     objectness = [o[:n][k] for o, k in zip(objectness, keep)]
     if settings.get("refine", False):
         boxes = proposer.refine_boxes(images, boxes)
+        # a box moved off the image is clipped to nothing: dropped, as torchvision drops its own small detections
+        kept = [remove_small_boxes(b, 1e-2) for b in boxes]
+        boxes = [b[k] for b, k in zip(boxes, kept)]
+        objectness = [o[k] for o, k in zip(objectness, kept)]
     emb = teacher_region_embeddings(teacher, images, boxes).split([len(b) for b in boxes])
     out = []
     for b, o, e, t in zip(boxes, objectness, emb, targets):
