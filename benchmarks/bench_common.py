@@ -60,3 +60,17 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def demo_setting(seed: int, folder: str, layouts: tuple[str, ...] = ("timm",)):
+    """The demo's world (cached like the demo's), the shipped teacher and its trunk as student weights, one file per
+    layout under the cache's ``folder``: ``(world, teacher, {layout: path})``."""
+    from pipelines.bench.mission import default_cache_dir, demo_spec
+    from pipelines.world import write_world
+    from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
+
+    spec = demo_spec(False, seed)
+    world = write_world(spec, default_cache_dir() / f"world-{spec.fingerprint()}", progress=False)
+    teacher, _ = load_shipped_teacher()
+    tmp = default_cache_dir() / folder
+    return world, teacher, {k: str(save_trunk_weights(teacher, tmp / f"trunk_{k}.pt", k)) for k in layouts}

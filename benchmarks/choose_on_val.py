@@ -19,11 +19,12 @@ import argparse
 import warnings
 
 import lightning as L
+from bench_common import demo_setting
 
 from distill.det_modules import ViLD
 from distill.seg_modules import MaskCLIPPlus
 from pipelines.bench.detection import world_detector
-from pipelines.bench.mission import default_cache_dir, demo_spec
+from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
 from pipelines.bench.segmentation import world_student
 from pipelines.bench.trainer import bench_trainer
@@ -31,8 +32,6 @@ from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import save_proposals
 from pipelines.data.seg_datamodule import WorldSegDataModule
 from pipelines.offline.proposals import compute_proposals
-from pipelines.world import write_world
-from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 
 def _validate(module, dm, steps):
@@ -59,12 +58,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task's questions out")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    spec = demo_spec(False, args.seed)
-    world = write_world(spec, default_cache_dir() / f"world-{spec.fingerprint()}", progress=False)
-    teacher, _ = load_shipped_teacher()
-    tmp = default_cache_dir() / "choose-on-val"
-    smp_w = str(save_trunk_weights(teacher, tmp / "trunk_smp.pt", "smp"))
-    timm_w = str(save_trunk_weights(teacher, tmp / "trunk_timm.pt", "timm"))
+    world, teacher, trunk = demo_setting(args.seed, "choose-on-val", ("smp", "timm"))
+    smp_w, timm_w = trunk["smp"], trunk["timm"]
     out = []
 
     if "seg" not in args.skip:

@@ -19,7 +19,6 @@ def pseudo_box_quality(teacher, proposer, dm, split: str, **labeller) -> tuple[f
     seen_as_train = dm.dataset(split)
     novel_ids = [dm.class_names.index(c) for c in dm.novel]
     seen_as_train.label_of = {cid: k for cid, k in seen_as_train.label_of.items() if k not in novel_ids}
-    proposer.eval()
     coco = teacher_pseudo_labels(teacher, proposer, seen_as_train, dm.class_names, dm.novel, **labeller)
     full = dm.dataset(split)
     name_of = {c["id"]: c["name"] for c in coco["categories"]}
