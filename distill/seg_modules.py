@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from students.ensemble import vild_blend
 from teachers.prompts import text_embeddings
 
 from .metrics import OpenVocabMeanIoU
@@ -174,9 +175,10 @@ class OpenVocabSegModule(TeacherStudentModule):
         return torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
 
     # ------------------------------------------------------------------ training
-    def seen_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """LSeg cross-entropy over the seen classes only (unseen pixels ignored); returns (loss, embeddings)."""
-        emb = self.student(batch["image"])
+    def seen_loss(self, batch: dict, emb: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """LSeg cross-entropy over the seen classes only (unseen pixels ignored) of the student's embeddings ``emb``
+        (computed here if not given); returns (loss, embeddings)."""
+        emb = self.student(batch["image"]) if emb is None else emb
         text = self.text[self.seen_ids]
         bg = self.seen_ids.index(self.background_index) if self.background_index in self.seen_ids else None
         logits = self.student.classify(emb, text, self.hparams.logit_scale, bg)
@@ -194,17 +196,43 @@ class LSeg(OpenVocabSegModule):
 
 
 class LSegDenseDistill(OpenVocabSegModule):
-    """LSeg + distillation of the teacher's dense (MaskCLIP) features into the pixel embeddings."""
+    """LSeg + distillation of the teacher's dense (MaskCLIP) features into the pixel embeddings.
+
+    ``ensemble=True`` (ViLD-ensemble carried to pixels) needs a student built with ``image_head=True``: the
+    cross-entropy trains the text head, the distillation the image head, so the two losses stop competing for one
+    embedding; inference blends both heads' class probabilities with ``ensemble_lambda`` (seen classes lean on the
+    text head, unseen ones on the distilled head; ``students.ensemble.vild_blend``).
+    """
 
     uses_dense_teacher = True
 
-    def __init__(self, *args, distill_weight: float = 1.0, distill_loss: Literal["cosine", "l1"] = "cosine", **kwargs):
+    def __init__(
+        self, *args, distill_weight: float = 1.0, distill_loss: Literal["cosine", "l1"] = "cosine", ensemble: bool = False,
+        ensemble_lambda: float = 2 / 3, **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.save_hyperparameters(ignore=["teacher", "student"])
+        if ensemble and not getattr(self.student, "image_head", False):
+            raise ValueError("ensemble=True distils into a second head: build the student with image_head=True "
+                             "(student.init_args.image_head: true)")
+
+    def student_logits(self, images: Tensor, class_ids: list[int] | None = None) -> Tensor:
+        if not self.hparams.ensemble:
+            return super().student_logits(images, class_ids)
+        ids = list(range(len(self.class_names))) if class_ids is None else class_ids
+        text_emb, image_emb = self.student.forward_heads(images)
+        text, scale = self.text[ids], self.hparams.logit_scale
+        bg = ids.index(self.background_index) if self.background_index in ids else None
+        p_text = self.student.classify(text_emb, text, scale, bg).softmax(1)
+        # the image head mimics the teacher, which scores background with its text embedding too
+        p_image = self.student.classify(image_emb, text, scale).softmax(1)
+        novel = torch.tensor([i in self.unseen_ids for i in ids], device=images.device)
+        return vild_blend(p_text, p_image, novel, self.hparams.ensemble_lambda, dim=1).clamp_min(1e-12).log()
 
     def training_step(self, batch, batch_idx):
-        ce, emb = self.seen_loss(batch)
-        distill = dense_feature_loss(emb, self.teacher_dense(batch), self.hparams.distill_loss)
+        text_emb, image_emb = self.student.forward_heads(batch["image"]) if self.hparams.ensemble else (None, None)
+        ce, emb = self.seen_loss(batch, text_emb)
+        distill = dense_feature_loss(emb if image_emb is None else image_emb, self.teacher_dense(batch), self.hparams.distill_loss)
         loss = ce + self.hparams.distill_weight * distill
         self.log_dict({"train/loss": loss, "train/ce": ce, "train/distill": distill}, prog_bar=True)
         return loss

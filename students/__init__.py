@@ -1,6 +1,7 @@
 """Trainable dense predictors that emit embeddings (pixels or regions), never fixed class logits."""
 from .detection_backbones import build_backbone
 from .detector import RegionEmbeddingDetector
+from .ensemble import vild_blend
 from .region_heads import DualBranchHead, EmbeddingBoxPredictor, EmbeddingRoIHeads
 from .segmenter import PixelEmbeddingSegmenter, SpatialRegBlock
 
@@ -12,4 +13,5 @@ __all__ = [
     "RegionEmbeddingDetector",
     "SpatialRegBlock",
     "build_backbone",
+    "vild_blend",
 ]

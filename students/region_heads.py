@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
+from .ensemble import vild_blend
+
 
 class DualBranchHead(nn.Module):
     """ViLD-ensemble's separate branch: a text head and an image head of their own over the same RoI features;
@@ -90,13 +92,10 @@ class EmbeddingBoxPredictor(nn.Module):
 
     def blend(self, text_logits: Tensor, image_logits: Tensor) -> Tensor:
         """ViLD-ensemble scores ``[p_bg (text head), blended class scores]``, not renormalised."""
-        lam = self.ensemble_lambda
         p_text = text_logits.softmax(-1)
         p_image = image_logits.softmax(-1)
-        novel = self.novel_mask.to(p_text.device) if self.novel_mask is not None else torch.zeros(p_image.shape[1], dtype=torch.bool)
-        w_text = torch.where(novel, 1 - lam, lam)
-        blended = p_text[:, 1:] ** w_text * p_image ** (1 - w_text)
-        return torch.cat([p_text[:, :1], blended], 1)
+        novel = self.novel_mask if self.novel_mask is not None else torch.zeros(p_image.shape[1], dtype=torch.bool)
+        return torch.cat([p_text[:, :1], vild_blend(p_text[:, 1:], p_image, novel, self.ensemble_lambda)], 1)
 
     def class_scores(self, class_output: Tensor) -> Tensor:
         """What torchvision's post-processing should rank: softmax of logits, or the ensemble's scores as they are."""

@@ -70,6 +70,9 @@ class PixelEmbeddingSegmenter(nn.Module):
         spatial_reg_blocks: number of LSeg spatial regularisation blocks applied to the logits.
         learnable_background: if set, class index ``background_index`` is scored against a learned
             embedding instead of its text embedding.
+        image_head: a second D-dim embedding per pixel from the same decoder (the segmentation head emits 2D
+            channels), for a loss of its own (dense distillation's ViLD-style ensemble); ``forward`` still returns
+            the first (text) head, ``forward_heads`` both.
         encoder_depth / decoder_channels / smp_kwargs: passed to ``smp.create_model``.
     """
 
@@ -84,6 +87,7 @@ class PixelEmbeddingSegmenter(nn.Module):
         encoder_depth: int = 5,
         decoder_channels: list[int] | None = None,
         smp_kwargs: dict | None = None,
+        image_head: bool = False,
     ):
         super().__init__()
         smp_kwargs = dict(smp_kwargs or {}, encoder_depth=encoder_depth)
@@ -94,7 +98,8 @@ class PixelEmbeddingSegmenter(nn.Module):
         )
         try:
             self.net = smp.create_model(
-                arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights, classes=embed_dim, **smp_kwargs
+                arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights,
+                classes=embed_dim * (2 if image_head else 1), **smp_kwargs,
             )
         except (OSError, RuntimeError, ValueError) as err:
             if encoder_weights is None or local:
@@ -106,7 +111,7 @@ class PixelEmbeddingSegmenter(nn.Module):
             ) from err
         if local:
             load_encoder_weights(self.net.encoder, encoder_weights, encoder_name)
-        self.embed_dim = embed_dim
+        self.embed_dim, self.image_head = embed_dim, image_head
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.reg = nn.ModuleList(SpatialRegBlock() for _ in range(spatial_reg_blocks))
@@ -133,7 +138,11 @@ class PixelEmbeddingSegmenter(nn.Module):
                     p.requires_grad_(False)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,H,W]``."""
+        """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,H,W]`` (text head)."""
+        return self.forward_heads(images)[0]
+
+    def forward_heads(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(text-head embeddings, image-head embeddings or None)``, each ``[B,D,H,W]`` and normalised."""
         try:
             out = self.net((images - self.mean) / self.std)
         except ValueError as err:
@@ -144,7 +153,9 @@ class PixelEmbeddingSegmenter(nn.Module):
                 "(DeepLabV3/V3+'s ASPP image pooling); BatchNorm needs at least 2 values per channel: use a batch size "
                 "of 2 or more per device (drop_last keeps every training batch full)"
             ) from err
-        return F.normalize(out, dim=1)
+        if not self.image_head:
+            return F.normalize(out, dim=1), None
+        return F.normalize(out[:, : self.embed_dim], dim=1), F.normalize(out[:, self.embed_dim :], dim=1)
 
     def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None) -> Tensor:
         """Logits ``[B,K,H,W]`` = scale * cos(pixel, class embedding), then the regularisation blocks."""

@@ -59,12 +59,13 @@ def images():
     return torch.rand(2, 3, 48, 40, generator=g)
 
 
-def tiny_segmenter(embed_dim: int, seed: int = 0):
-    """A small smp Unet (resnet18 cut to 3 stages) emitting ``embed_dim``-d pixel embeddings."""
+def tiny_segmenter(embed_dim: int, seed: int = 0, image_head: bool = False):
+    """A small smp Unet (resnet18 cut to 3 stages) emitting ``embed_dim``-d pixel embeddings (two heads with
+    ``image_head``)."""
     from students import PixelEmbeddingSegmenter
 
     torch.manual_seed(seed)
-    return PixelEmbeddingSegmenter(embed_dim, encoder_depth=3, decoder_channels=(32, 16, 8))
+    return PixelEmbeddingSegmenter(embed_dim, encoder_depth=3, decoder_channels=(32, 16, 8), image_head=image_head)
 
 
 @pytest.fixture(scope="session")

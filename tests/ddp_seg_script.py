@@ -1,4 +1,4 @@
-"""Run by tests/test_seg_ddp.py in a fresh process: fit + validate an LSeg+distill module under 2-process DDP."""
+"""Run by tests/test_seg_ddp.py in a fresh process: fit + validate LSeg + dense distillation (second head, ensemble) under 2-process DDP."""
 from __future__ import annotations
 
 import os
@@ -19,7 +19,7 @@ from pipelines.data.seg_datamodule import WorldSegDataModule  # noqa: E402
 def main(world: str, out: str, devices: int) -> None:
     L.seed_everything(0)
     teacher = make_teacher("ddp-rn", TINY_RN)
-    module = LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim), teacher_stride=8, lr=1e-2)
+    module = LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim, image_head=True), teacher_stride=8, lr=1e-2, ensemble=True)
     fit_validate_save(module, WorldSegDataModule(world, batch_size=4, eval_batch_size=2), out, devices)
 
 

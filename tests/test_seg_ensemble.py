@@ -1,0 +1,102 @@
+"""Dense distillation's ViLD-style ensemble: the segmenter's second head, the blend, and which loss trains which head."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_RN, make_teacher, tiny_segmenter
+
+from distill.seg_modules import LSegDenseDistill
+from students import vild_blend
+
+NAMES, UNSEEN = ["background", "a", "b", "c"], ["c"]
+
+
+def test_vild_blend_is_the_papers_geometric_mix_along_the_class_axis():
+    g = torch.Generator().manual_seed(0)
+    pt = torch.rand(2, 4, 3, 3, generator=g).softmax(1)
+    pi = torch.rand(2, 4, 3, 3, generator=g).softmax(1)
+    novel = torch.tensor([False, False, True, True])
+    got = vild_blend(pt, pi, novel, 2 / 3, dim=1).numpy()
+    want = np.empty_like(got)
+    for k in range(4):
+        lam = 1 / 3 if novel[k] else 2 / 3  # novel classes trust the distilled head (weight lambda on p_image)
+        want[:, k] = pt[:, k].numpy() ** lam * pi[:, k].numpy() ** (1 - lam)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # lambda 1: seen classes read the text head only, novel classes the image head only
+    one = vild_blend(pt, pi, novel, 1.0, dim=1)
+    torch.testing.assert_close(one, torch.where(novel.view(1, 4, 1, 1), pi, pt))
+    with pytest.raises(ValueError, match="ensemble_lambda must be in"):
+        vild_blend(pt, pi, novel, 1.5, dim=1)
+
+
+def test_image_head_is_a_second_normalised_embedding_of_the_same_decoder():
+    student = tiny_segmenter(8, image_head=True)
+    images = torch.rand(2, 3, 32, 32)
+    text_emb, image_emb = student.forward_heads(images)
+    raw = student.net((images - student.mean) / student.std)
+    assert raw.shape[1] == 16
+    torch.testing.assert_close(text_emb, F.normalize(raw[:, :8], dim=1))
+    torch.testing.assert_close(image_emb, F.normalize(raw[:, 8:], dim=1))
+    torch.testing.assert_close(student(images), text_emb)
+    assert tiny_segmenter(8).forward_heads(images)[1] is None
+
+
+def _module(teacher, **kw):
+    return LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim, image_head=True), class_names=NAMES, unseen=UNSEEN,
+                            ensemble=True, teacher_stride=8, **kw)
+
+
+def test_ensemble_logits_blend_the_heads_softmaxes():
+    from students import PixelEmbeddingSegmenter
+
+    teacher = make_teacher("ens-rn", TINY_RN)
+    torch.manual_seed(0)  # a learned background embedding: the text head's, not the distilled head's
+    student = PixelEmbeddingSegmenter(teacher.embed_dim, encoder_depth=3, decoder_channels=(32, 16, 8), image_head=True,
+                                      learnable_background=True)
+    module = LSegDenseDistill(teacher, student, class_names=NAMES, unseen=UNSEEN, ensemble=True, ensemble_lambda=0.75,
+                              teacher_stride=8).eval()
+    text = F.normalize(torch.randn(4, teacher.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+    module.set_buffer("text", text)
+    images = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        got = module.student_logits(images)
+        t_emb, i_emb = module.student.forward_heads(images)
+    scale = module.hparams.logit_scale
+
+    text_head_classes = torch.cat([F.normalize(student.background.detach(), dim=0)[None], text[1:]])  # background is class 0
+
+    def want(ids):
+        p_text = (scale * torch.einsum("bdhw,kd->bkhw", t_emb, text_head_classes[ids])).softmax(1).numpy()
+        p_image = (scale * torch.einsum("bdhw,kd->bkhw", i_emb, text[ids])).softmax(1).numpy()
+        lam = np.array([0.25 if NAMES[i] in UNSEEN else 0.75 for i in ids]).reshape(1, -1, 1, 1)
+        return np.log(p_text**lam * p_image ** (1 - lam))
+
+    np.testing.assert_allclose(got.numpy(), want([0, 1, 2, 3]), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # a sub-vocabulary keeps each class's seen / unseen role and the background's place
+        sub = module.student_logits(images, [3, 0])
+    np.testing.assert_allclose(sub.numpy(), want([3, 0]), rtol=1e-4, atol=1e-5)
+
+
+def test_cross_entropy_trains_the_text_head_and_distillation_the_image_head():
+    teacher = make_teacher("ens-rn", TINY_RN)
+    d = teacher.embed_dim
+    g = torch.Generator().manual_seed(2)
+    batch = {"image": torch.rand(2, 3, 32, 32, generator=g), "label": torch.randint(0, 3, (2, 32, 32), generator=g),
+             "teacher_dense": torch.randn(2, d, 4, 4, generator=g)}
+    grads = {}
+    for weight in (0.0, 1.0):
+        module = _module(teacher, distill_weight=weight)
+        module.set_buffer("text", F.normalize(torch.randn(4, d, generator=torch.Generator().manual_seed(3)), dim=-1))
+        module.training_step(batch, 0).backward()
+        head = module.student.net.segmentation_head[0].weight.grad
+        grads[weight] = (head[:d].abs().sum().item(), head[d:].abs().sum().item())
+    assert grads[0.0][0] > 0 and grads[0.0][1] == 0  # cross-entropy alone never reaches the image head
+    assert grads[1.0][1] > 0 and grads[1.0][0] == pytest.approx(grads[0.0][0], rel=1e-5)  # distillation never the text head
+
+
+def test_ensemble_needs_a_student_with_an_image_head():
+    teacher = make_teacher("ens-rn", TINY_RN)
+    with pytest.raises(ValueError, match="image_head=True"):
+        LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim), class_names=NAMES, unseen=UNSEEN, ensemble=True, teacher_stride=8)
