@@ -112,15 +112,15 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
 def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
     out = []
     det_dm = WorldDetDataModule(str(world), batch_size=args.det_batch_size)
-    rows, students = [], {}
+    rows, proposer, best = [], None, -1.0
     for tau in (0.01, 0.02, 0.05, 0.1):
         L.seed_everything(args.seed, verbose=False)
         module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w, tau=tau), lr=1e-3)
         r = _validate(module, det_dm, args.det_steps)
         rows.append([tau, r["val/AP50_base"], r["val/AP50_novel"]])
-        students[r["val/AP50_base"]] = module.student
-    # the rule reads base classes only (best base AP50); the winner is the demo's ViLD-text, whose RPN proposes below
-    proposer = students[max(students)]
+        # the rule reads base classes only (best base AP50); the winner is the demo's ViLD-text, whose RPN proposes below
+        if r["val/AP50_base"] > best:
+            proposer, best = module.student, r["val/AP50_base"]
     out.append(_table(f"ViLD-text tau ({args.det_steps} steps, batch {args.det_batch_size}, val split)", ["tau", "AP50 base", "AP50 novel"], rows))
 
     rows = []

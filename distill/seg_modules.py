@@ -134,11 +134,15 @@ class OpenVocabSegModule(TeacherStudentModule):
         return self.teacher.dense_logits(images, text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride)
 
     # ------------------------------------------------------------------ prediction
+    def sub_vocabulary(self, class_ids: list[int] | None) -> tuple[Tensor, int | None]:
+        """(text embeddings of ``class_ids`` (all classes if None), the background's position among them or None)."""
+        if class_ids is None:
+            return self.text, self.background_index
+        bg = class_ids.index(self.background_index) if self.background_index in class_ids else None
+        return self.text[class_ids], bg
+
     def student_logits(self, images: Tensor, class_ids: list[int] | None = None) -> Tensor:
-        text = self.text if class_ids is None else self.text[class_ids]
-        bg = self.background_index
-        if class_ids is not None and bg is not None:
-            bg = class_ids.index(bg) if bg in class_ids else None
+        text, bg = self.sub_vocabulary(class_ids)
         return self.student.classify(self.student(images), text, self.hparams.logit_scale, bg)
 
     def predict_logits(self, images: Tensor) -> Tensor:
@@ -221,8 +225,7 @@ class LSegDenseDistill(OpenVocabSegModule):
             return super().student_logits(images, class_ids)
         ids = list(range(len(self.class_names))) if class_ids is None else class_ids
         text_emb, image_emb = self.student.forward_heads(images)
-        text, scale = self.text[ids], self.hparams.logit_scale
-        bg = ids.index(self.background_index) if self.background_index in ids else None
+        (text, bg), scale = self.sub_vocabulary(ids), self.hparams.logit_scale
         p_text = self.student.classify(text_emb, text, scale, bg).softmax(1)
         # the image head mimics the teacher, which scores background with its text embedding too
         p_image = self.student.classify(image_emb, text, scale).softmax(1)

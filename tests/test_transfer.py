@@ -3,8 +3,8 @@
 A 96 px world (400 training scenes) and the shipped embedded teacher; students start from the teacher's
 trunk, as in the demo. The bars are the issue's where a method reaches them at this budget (MaskCLIP+ >= 3x and
 +15 over LSeg, and above its own teacher; ViLD-ensemble novel AP50 >= 10), else margins beyond what the runs
-measure (dense distillation: +8 unseen, at most 7 seen points lost). With the teacher's signal replaced by noise each test fails (``python tests/mutations.py noise``): the
-segmentation test on the dense map, the detection test on the region embeddings (ViLD-ensemble's gain over ViLD-text
+measure (dense distillation: +8 unseen, at most 7 seen points lost). With the teacher's signal replaced by noise
+each test fails (``python tests/mutations.py noise``): the segmentation test on the dense map, the detection test on the region embeddings (ViLD-ensemble's gain over ViLD-text
 and the pseudo-box labeller's precision).
 """
 from __future__ import annotations
