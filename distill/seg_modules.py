@@ -227,8 +227,10 @@ class LSegDenseDistill(OpenVocabSegModule):
         text_emb, image_emb = self.student.forward_heads(images)
         (text, bg), scale = self.sub_vocabulary(ids), self.hparams.logit_scale
         p_text = self.student.classify(text_emb, text, scale, bg).softmax(1)
-        # the image head mimics the teacher, which scores background with its text embedding too
-        p_image = self.student.classify(image_emb, text, scale).softmax(1)
+        # the image head mimics the teacher, which scores background with its text embedding too; it sits at the
+        # decoder's resolution, so its logits are upsampled as the text head's embeddings were
+        image_logits = self.student.classify(image_emb, text, scale)
+        p_image = F.interpolate(image_logits, size=p_text.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
         novel = torch.tensor([i in self.unseen_ids for i in ids], device=images.device)
         return vild_blend(p_text, p_image, novel, self.hparams.ensemble_lambda, dim=1).clamp_min(1e-12).log()
 

@@ -70,9 +70,10 @@ class PixelEmbeddingSegmenter(nn.Module):
         spatial_reg_blocks: number of LSeg spatial regularisation blocks applied to the logits.
         learnable_background: if set, class index ``background_index`` is scored against a learned
             embedding instead of its text embedding.
-        image_head: a second D-dim embedding per pixel from the same decoder (the segmentation head emits 2D
-            channels), for a loss of its own (dense distillation's ViLD-style ensemble); ``forward`` still returns
-            the first (text) head, ``forward_heads`` both.
+        image_head: a second D-dim embedding from the same decoder, for a loss of its own (dense distillation's
+            ViLD-style ensemble): a convolution like smp's head's on the decoder output, kept at the decoder's
+            resolution (1/4 of the input for FPN / DeepLabV3+) because its target, a teacher map, is coarser still;
+            ``forward`` still returns the first (text) head, ``forward_heads`` both.
         encoder_depth / decoder_channels / smp_kwargs: passed to ``smp.create_model``.
     """
 
@@ -99,7 +100,7 @@ class PixelEmbeddingSegmenter(nn.Module):
         try:
             self.net = smp.create_model(
                 arch, encoder_name=encoder_name, encoder_weights=None if local else encoder_weights,
-                classes=embed_dim * (2 if image_head else 1), **smp_kwargs,
+                classes=embed_dim, **smp_kwargs,
             )
         except (OSError, RuntimeError, ValueError) as err:
             if encoder_weights is None or local:
@@ -116,7 +117,16 @@ class PixelEmbeddingSegmenter(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.reg = nn.ModuleList(SpatialRegBlock() for _ in range(spatial_reg_blocks))
         self.background = nn.Parameter(torch.randn(embed_dim) * embed_dim**-0.5) if learnable_background else None
+        self.distill_head = self._second_head(embed_dim) if image_head else None
         self._freeze_unused()
+
+    def _second_head(self, embed_dim: int) -> nn.Conv2d:
+        """smp's head convolution again (same input, kernel and initialisation), without its upsampling."""
+        conv = self.net.segmentation_head[0]
+        head = nn.Conv2d(conv.in_channels, embed_dim, conv.kernel_size, padding=conv.padding)
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
+        return head
 
     @torch.no_grad()
     def _freeze_unused(self) -> None:
@@ -142,20 +152,27 @@ class PixelEmbeddingSegmenter(nn.Module):
         return self.forward_heads(images)[0]
 
     def forward_heads(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``(text-head embeddings, image-head embeddings or None)``, each ``[B,D,H,W]`` and normalised."""
+        """``(text-head embeddings [B,D,H,W], image-head embeddings [B,D,h,w] at the decoder's resolution or None)``,
+        both normalised."""
         try:
-            out = self.net((images - self.mean) / self.std)
+            return self._heads((images - self.mean) / self.std)
         except ValueError as err:
             if "Expected more than 1 value per channel" not in str(err):
                 raise
             raise ValueError(
-                f"a training batch of {images.shape[0]} image(s) per device reaches a BatchNorm over a 1x1 map "
-                "(DeepLabV3/V3+'s ASPP image pooling); BatchNorm needs at least 2 values per channel: use a batch size "
-                "of 2 or more per device (drop_last keeps every training batch full)"
+                f"a batch of {images.shape[0]} image(s) of {tuple(images.shape[-2:])} px reaches a normalisation over a 1x1 "
+                "map (DeepLabV3/V3+'s ASPP image pooling in training; FPN's GroupNorm on inputs under 64 px), which needs "
+                "at least 2 values per channel: use a batch size of 2 or more per device (drop_last keeps every training "
+                "batch full) or larger images"
             ) from err
-        if not self.image_head:
-            return F.normalize(out, dim=1), None
-        return F.normalize(out[:, : self.embed_dim], dim=1), F.normalize(out[:, self.embed_dim :], dim=1)
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.distill_head is None:
+            return F.normalize(self.net(x), dim=1), None
+        net = self.net  # smp's own forward, split after the decoder so that both heads read its output
+        net.check_input_shape(x)
+        decoded = net.decoder(net.encoder(x))
+        return F.normalize(net.segmentation_head(decoded), dim=1), F.normalize(self.distill_head(decoded), dim=1)
 
     def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None) -> Tensor:
         """Logits ``[B,K,H,W]`` = scale * cos(pixel, class embedding), then the regularisation blocks."""

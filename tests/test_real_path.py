@@ -90,6 +90,9 @@ def test_batch_of_one_in_deeplab_says_how_to_fix_it():
     with pytest.raises(ValueError, match="batch size of 2 or more per device"):
         model(torch.rand(1, 3, 64, 64))
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 8, 64, 64)
+    fpn = PixelEmbeddingSegmenter(8, "FPN", "resnet18", smp_kwargs={"decoder_segmentation_channels": 32}).eval()
+    with pytest.raises(ValueError, match=r"1 image\(s\) of \(32, 32\) px .* or larger images"):
+        fpn(torch.rand(1, 3, 32, 32))  # FPN's GroupNorm over a 1x1 deepest map, even in eval mode
 
 
 def test_command_line_null_and_integer_counts():

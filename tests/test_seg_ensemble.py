@@ -31,14 +31,27 @@ def test_vild_blend_is_the_papers_geometric_mix_along_the_class_axis():
         vild_blend(pt, pi, novel, 1.5, dim=1)
 
 
-def test_image_head_is_a_second_normalised_embedding_of_the_same_decoder():
-    student = tiny_segmenter(8, image_head=True)
+@pytest.mark.parametrize("arch", ["Unet", "FPN"])
+def test_image_head_is_a_second_normalised_embedding_of_the_same_decoder(arch):
+    from students import PixelEmbeddingSegmenter
+
+    torch.manual_seed(0)
+    student = PixelEmbeddingSegmenter(8, arch=arch, encoder_depth=3 if arch == "Unet" else 5, decoder_channels=(32, 16, 8) if arch == "Unet" else None,
+                                      image_head=True, smp_kwargs={} if arch == "Unet" else {"decoder_pyramid_channels": 16,
+                                                                                            "decoder_segmentation_channels": 32})
+    student.eval()  # FPN's decoder has dropout: two forwards in training mode differ
     images = torch.rand(2, 3, 32, 32)
+    seen = []
+    hook = student.net.decoder.register_forward_hook(lambda m, a, out: seen.append(out))
     text_emb, image_emb = student.forward_heads(images)
-    raw = student.net((images - student.mean) / student.std)
-    assert raw.shape[1] == 16
-    torch.testing.assert_close(text_emb, F.normalize(raw[:, :8], dim=1))
-    torch.testing.assert_close(image_emb, F.normalize(raw[:, 8:], dim=1))
+    raw = student.net((images - student.mean) / student.std)  # smp's own forward: the text head
+    hook.remove()
+    torch.testing.assert_close(text_emb, F.normalize(raw, dim=1))
+    head = student.distill_head
+    want = F.conv2d(seen[0], head.weight, head.bias, padding=head.padding)
+    torch.testing.assert_close(image_emb, F.normalize(want, dim=1))
+    # at the decoder's resolution: the input's for Unet, a quarter for FPN (its head upsamples 4x; this one does not)
+    assert image_emb.shape[-1] == (32 if arch == "Unet" else 8) and text_emb.shape[-1] == 32
     torch.testing.assert_close(student(images), text_emb)
     assert tiny_segmenter(8).forward_heads(images)[1] is None
 
@@ -53,13 +66,13 @@ def test_ensemble_logits_blend_the_heads_softmaxes():
 
     teacher = make_teacher("ens-rn", TINY_RN)
     torch.manual_seed(0)  # a learned background embedding: the text head's, not the distilled head's
-    student = PixelEmbeddingSegmenter(teacher.embed_dim, encoder_depth=3, decoder_channels=(32, 16, 8), image_head=True,
-                                      learnable_background=True)
+    student = PixelEmbeddingSegmenter(teacher.embed_dim, arch="FPN", image_head=True, learnable_background=True,
+                                      smp_kwargs={"decoder_pyramid_channels": 16, "decoder_segmentation_channels": 32})
     module = LSegDenseDistill(teacher, student, class_names=NAMES, unseen=UNSEEN, ensemble=True, ensemble_lambda=0.75,
                               teacher_stride=8).eval()
     text = F.normalize(torch.randn(4, teacher.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
     module.set_buffer("text", text)
-    images = torch.rand(1, 3, 32, 32)
+    images = torch.rand(1, 3, 64, 64)  # FPN's GroupNorm needs a deepest map over 1x1
     with torch.no_grad():
         got = module.student_logits(images)
         t_emb, i_emb = module.student.forward_heads(images)
@@ -69,7 +82,8 @@ def test_ensemble_logits_blend_the_heads_softmaxes():
 
     def want(ids):
         p_text = (scale * torch.einsum("bdhw,kd->bkhw", t_emb, text_head_classes[ids])).softmax(1).numpy()
-        p_image = (scale * torch.einsum("bdhw,kd->bkhw", i_emb, text[ids])).softmax(1).numpy()
+        image_logits = scale * torch.einsum("bdhw,kd->bkhw", i_emb, text[ids])  # at a quarter of the input (FPN)
+        p_image = F.interpolate(image_logits, size=t_emb.shape[-2:], mode="bilinear").softmax(1).numpy()
         lam = np.array([0.25 if NAMES[i] in UNSEEN else 0.75 for i in ids]).reshape(1, -1, 1, 1)
         return np.log(p_text**lam * p_image ** (1 - lam))
 
@@ -90,8 +104,8 @@ def test_cross_entropy_trains_the_text_head_and_distillation_the_image_head():
         module = _module(teacher, distill_weight=weight)
         module.set_buffer("text", F.normalize(torch.randn(4, d, generator=torch.Generator().manual_seed(3)), dim=-1))
         module.training_step(batch, 0).backward()
-        head = module.student.net.segmentation_head[0].weight.grad
-        grads[weight] = (head[:d].abs().sum().item(), head[d:].abs().sum().item())
+        text_head, image_head = module.student.net.segmentation_head[0].weight.grad, module.student.distill_head.weight.grad
+        grads[weight] = (text_head.abs().sum().item(), 0.0 if image_head is None else image_head.abs().sum().item())
     assert grads[0.0][0] > 0 and grads[0.0][1] == 0  # cross-entropy alone never reaches the image head
     assert grads[1.0][1] > 0 and grads[1.0][0] == pytest.approx(grads[0.0][0], rel=1e-5)  # distillation never the text head
 

@@ -19,7 +19,7 @@ from pipelines.world import SceneConfig, WorldSpec, write_world
 from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 SEG_STEPS, DET_STEPS = 80, 80
-SEG_MARGIN, DENSE_MARGIN, DENSE_SEEN_COST = 15.0, 8.0, 7.0
+SEG_MARGIN, DENSE_SEEN_COST = 15.0, 5.0
 DET_BAR, ENSEMBLE_GAIN, PSEUDO_MARGIN, PSEUDO_PRECISION = 10.0, 4.0, 3.0, 40.0
 
 
@@ -49,10 +49,10 @@ def test_segmentation_distillation_beats_lseg_on_unseen(setting):
     assert plus >= 3 * lseg["mIoU_unseen"] and plus >= lseg["mIoU_unseen"] + SEG_MARGIN, rows
     # MaskCLIP+ beats its own teacher read densely (the paper's central claim): measured 48.0 vs 19.8
     assert plus > maskclip["mIoU_unseen"] + 5.0, rows
-    # dense distillation into a second head transfers: measured 15.0 vs 2.9 (+12.1; one head: 4.5 vs 3.0)
-    assert dense >= lseg["mIoU_unseen"] + DENSE_MARGIN, rows
-    # ... at a bounded cost to the seen classes: the bar is 5 points at the demo's budget (val: 3.7); at this
-    # test's 80 steps the measured cost is 5.5 (47.1 vs 52.6), hence the margin of 7
+    # dense distillation into a second head transfers, the same bar: measured 26.1 vs 2.9 (one head: 4.5 vs 3.0); its
+    # distillation target replaced by noise fails here (tests/mutations.py "dense distillation target")
+    assert dense >= 3 * lseg["mIoU_unseen"] and dense >= lseg["mIoU_unseen"] + SEG_MARGIN, rows
+    # ... at a bounded cost to the seen classes, the 5 points: measured 4.1 (48.5 vs 52.6)
     assert by["LSeg + dense distillation"]["mIoU_seen"] >= lseg["mIoU_seen"] - DENSE_SEEN_COST, rows
 
 
