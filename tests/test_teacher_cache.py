@@ -168,11 +168,10 @@ def test_rebuild_replaces_a_cache_of_another_key(vit_teacher, tiny_world, tmp_pa
 def test_disk_full_leaves_earlier_shards_and_says_so(vit_teacher, tiny_world, tmp_path, monkeypatch):
     from pipelines.data import shards
 
-    real, calls = shards.save_with, []
+    real = shards.save_with
 
-    def full(write, path):
-        calls.append(path)
-        if len(calls) == 3:
+    def full(write, path):  # the disk fills up at shard 2 (shards may be written side by side: chosen by name)
+        if path.name == "shard-00002.safetensors":
             raise OSError(28, "No space left on device")
         return real(write, path)
 
@@ -181,10 +180,12 @@ def test_disk_full_leaves_earlier_shards_and_says_so(vit_teacher, tiny_world, tm
     with pytest.raises(OSError, match=r"shard-00002.safetensors.*No space left.*earlier shards are intact"):
         _build(vit_teacher, tiny_world, out)
     monkeypatch.setattr(shards, "save_with", real)
-    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000.safetensors", "shard-00000.sha256", "shard-00001.safetensors",
-                                                         "shard-00001.sha256"]
+    kept = sorted(p.name for p in out.glob("shard-*.safetensors"))
+    # shards 0 and 1 came before; 3 may have been computed beside 2; nothing of 2 is left, no temporary file either
+    assert kept[:2] == ["shard-00000.safetensors", "shard-00001.safetensors"] and "shard-00002.safetensors" not in kept
+    assert len(list(out.glob("shard-*.sha256"))) == len(kept) and not list(out.glob(".*.tmp"))
     _, summary = _build(vit_teacher, tiny_world, out)
-    assert summary["computed_here"] == 4
+    assert summary["computed_here"] == 6 - len(kept)
 
 
 def test_the_cached_training_path_hides_held_out_labels_read_from_disk(vit_teacher, tiny_world, tmp_path):
@@ -198,3 +199,33 @@ def test_the_cached_training_path_hides_held_out_labels_read_from_disk(vit_teach
     build_dense_cache(DenseCacheJob(vit_teacher, dm.dataset("train"), tmp_path / "c", "maskclip", (64, 64), None), _trainer())
     batch = next(iter(dm.train_dataloader()))
     assert "teacher_dense" in batch and not torch.isin(batch["label"], unseen).any()
+
+
+def test_shards_built_side_by_side_are_the_bytes_of_a_one_thread_build(vit_teacher, tiny_world, tmp_path, monkeypatch):
+    """On CPU a process computes as many shards at once as it has threads, each kernel single-threaded: the files must
+    equal a one-thread build's byte for byte, and every shard must have been computed by a worker thread."""
+    import threading
+
+    from pipelines.cache import dense
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _build(vit_teacher, tiny_world, tmp_path / "one")
+        torch.set_num_threads(2)
+        seen = []
+        compute = dense.DenseCacheJob.compute
+
+        def spy(self, shard):
+            seen.append((threading.current_thread() is threading.main_thread(), torch.get_num_threads()))
+            return compute(self, shard)
+
+        monkeypatch.setattr(dense.DenseCacheJob, "compute", spy)
+        _build(vit_teacher, tiny_world, tmp_path / "two")
+        assert torch.get_num_threads() == 2  # restored after the side-by-side pass
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 6 and all(not main and n == 1 for main, n in seen), seen
+    one, two = sorted((tmp_path / "one").glob("shard-*")), sorted((tmp_path / "two").glob("shard-*"))
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 12  # 6 shards + checksum sidecars
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))

@@ -4,14 +4,16 @@ image), fp16, in shards of ``shard_size`` images.
 Work is split by shard: under DDP / several nodes (the same ``--trainer.*`` flags as ``fit``), rank ``r``
 computes shards ``r, r + world, ...`` through ``Trainer.predict`` and writes its own files; rank 0 then
 writes one ``index.json`` over all of them. A shard's images are always embedded in the same batches, so
-the files are bit-identical whatever the number of processes (on CPU each process computes with one
-thread, because kernel results depend on the thread count: start more processes for speed).
+the files are bit-identical whatever the number of processes (on CPU every kernel runs on one thread, because
+kernel results depend on the thread count; a process computes as many shards side by side as it has threads).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -38,6 +40,21 @@ def _batches(items: list[int], sizes: dict[int, tuple[int, int]], batch_size: in
         else:
             out.append([i])
     return out
+
+
+@contextmanager
+def one_kernel_thread(device: torch.device):
+    """CPU kernels reduce in an order that depends on the thread count: one kernel thread keeps a shard's bytes
+    independent of how many processes or shards share the machine. Re-entrant (an inner use changes nothing)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class DenseCacheJob:
@@ -78,19 +95,12 @@ class DenseCacheJob:
         sizes = {i: tuple(img.shape[-2:]) for i, img in items.items()}
         device = self.teacher.device
         plain, mirrored = [], []
-        # CPU kernels reduce in an order that depends on the thread count: one thread per process keeps a shard's
-        # bytes independent of how many processes share the machine (run more processes for speed)
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with one_kernel_thread(device):
             for group in _batches(rows, sizes, self.batch_size):
                 images = torch.stack([items[i] for i in group]).to(device)
                 plain.append(self.teacher.encode_dense(images, self.mode, self.size, self.stride).half().cpu())
                 if self.flips:
                     mirrored.append(self.teacher.encode_dense(images.flip(-1), self.mode, self.size, self.stride).half().cpu())
-        finally:
-            torch.set_num_threads(threads)
         tensors = {"dense": torch.cat(plain), "index": torch.tensor(rows)}
         if self.flips:
             tensors["dense_flip"] = torch.cat(mirrored)
@@ -105,6 +115,20 @@ class DenseCacheJob:
         if why != "missing":
             print(f"[cache] recomputing {path}: {why}")
         return write_shard(path, self.compute(shard), self.digest), True
+
+    def ensure_many(self, shards: list[int]) -> list[tuple[int, bool]]:
+        """``(shard, computed?)`` for each; on CPU the shards are computed side by side, one Python thread each with
+        single-threaded kernels (torch releases the GIL inside an operator), so a process uses its cores and a
+        shard's bytes stay those of a one-thread build."""
+        workers = min(len(shards), torch.get_num_threads()) if self.teacher.device.type == "cpu" else 1
+        if workers <= 1:
+            return [(s, self.ensure(s)[1]) for s in shards]
+        def work(shard: int) -> tuple[int, bool]:
+            torch.set_num_threads(1)  # where OpenMP keeps the count per thread, a new thread would start at the default
+            return shard, self.ensure(shard)[1]
+
+        with one_kernel_thread(self.teacher.device), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(work, shards))
 
     def write_index(self) -> Path:
         records, bad = [], []
@@ -132,7 +156,7 @@ class CacheBuildPass(L.LightningModule):
         self.teacher = job.teacher  # moved to the rank's device by Lightning
 
     def predict_step(self, batch, batch_idx):
-        return [(int(s), self.job.ensure(int(s))[1]) for s in batch]
+        return self.job.ensure_many([int(s) for s in batch])
 
 
 def build_dense_cache(job: DenseCacheJob, trainer: L.Trainer, rebuild: bool = False) -> dict | None:
@@ -140,7 +164,9 @@ def build_dense_cache(job: DenseCacheJob, trainer: L.Trainer, rebuild: bool = Fa
     job.check_existing(rebuild)
     job.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    loader = DataLoader(list(range(job.num_shards)), batch_size=1, shuffle=False, collate_fn=lambda b: b)
+    # on CPU a rank takes as many shards at a time as it has threads (DenseCacheJob.ensure_many)
+    per_step = max(1, torch.get_num_threads()) if job.teacher.device.type == "cpu" else 1
+    loader = DataLoader(list(range(job.num_shards)), batch_size=per_step, shuffle=False, collate_fn=lambda b: b)
     job.teacher.eval()
     done = trainer.predict(CacheBuildPass(job), dataloaders=loader, return_predictions=True) or []
     computed = sum(c for batch in done for _, c in batch)
