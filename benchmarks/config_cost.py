@@ -1,11 +1,13 @@
 """What a shipped real-data config costs at its own sizes: seconds per training step and peak RSS of `ovdistill fit`.
 
-    python benchmarks/config_cost.py [--steps 3] [--device cpu|gpu] [--combos seg-voc20-maskclip_plus det-ov_coco-vild_text]
+    python benchmarks/config_cost.py [--steps 3] [--device cpu|gpu] [--precision P] [--combos seg-voc20-maskclip_plus det-ov_coco-vild_text]
 
 Random weights in the configs' architectures (saved to local files) and random images in the real on-disk
 layouts at the datasets' usual sizes (VOC ~500x375, COCO 640x480), so it runs offline. Each combination is fit
 for ``--steps`` steps in a fresh process; ``pipelines.bench.step_timer.StepTimer`` records every step, and the
 table gives the median after the first (start-up and the text-embedding pass excluded). Prints a markdown table.
+On a GPU the configs' own strategy (DDP, NCCL, one process), precision (16-mixed unless ``--precision``) and
+data workers are used, and the table adds the peak GPU memory allocated.
 """
 from __future__ import annotations
 
@@ -84,8 +86,8 @@ def _coco(root: Path, n: int = 16) -> Path:
     return coco
 
 
-def _fit(args: list[str], steps: int, root: Path) -> tuple[float, float, float]:
-    """(median seconds per training step after the first, wall seconds of the whole command, peak RSS GB)."""
+def _fit(args: list[str], steps: int, root: Path) -> tuple[float, float, float, float | None]:
+    """(median seconds per training step after the first, wall seconds of the whole command, peak RSS GB, peak GPU GB)."""
     timer = root / "steps.json"
     cmd = [sys.executable, "-m", "pipelines.cli", "fit", *args, "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0",
            "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "[]",
@@ -100,14 +102,16 @@ def _fit(args: list[str], steps: int, root: Path) -> tuple[float, float, float]:
         killed = " (killed: out of memory?)" if proc.returncode in (-9, 137) else ""
         raise RuntimeError(f"exit {proc.returncode}{killed}: {proc.stderr[-1500:]}")
     rss = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2**20
-    times = json.loads(timer.read_text())["step_seconds"]
-    return float(np.median(times[1:] or times)), wall, rss
+    record = json.loads(timer.read_text())
+    times = record["step_seconds"]
+    return float(np.median(times[1:] or times)), wall, rss, record.get("gpu_peak_gb")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--precision", default=None, help="trainer precision (default: 32-true on cpu, the config's on gpu)")
     parser.add_argument("--combos", nargs="*", default=["seg-voc20-maskclip_plus", "det-ov_coco-vild_text"])
     parser.add_argument("--batch", type=int, default=None, help="override the configs' batch size (8 seg, 4 det)")
     args = parser.parse_args()
@@ -117,27 +121,33 @@ def main() -> None:
     for combo in args.combos:
         task, data, method = combo.split("-")
         cfg = ["-c", f"configs/{task}/real.yaml", "-c", f"configs/{task}/data/{data}.yaml", "-c", f"configs/{task}/method/{method}.yaml"]
-        device = ["--trainer.accelerator", args.device, "--trainer.devices", "1", "--trainer.strategy", "auto"]
+        device = ["--trainer.accelerator", args.device, "--trainer.devices", "1"]
+        workers = []
         if args.device == "cpu":
-            device += ["--trainer.precision", "32-true"]
+            device += ["--trainer.strategy", "auto", "--trainer.precision", args.precision or "32-true"]
+            workers = ["--data.init_args.num_workers", "0"]
+        elif args.precision:
+            device += ["--trainer.precision", args.precision]
         if task == "seg":
             over = ["--model.init_args.teacher.init_args.pretrained", str(weights["ViT-B-16-quickgelu"]),
                     "--model.init_args.student.init_args.encoder_weights", str(weights["resnet101"]),
-                    "--data.init_args.root", str(_voc(tmp / "voc")), "--data.init_args.num_workers", "0"]
+                    "--data.init_args.root", str(_voc(tmp / "voc")), *workers]
             batch = args.batch or 8
         else:
             over = ["--model.init_args.teacher.init_args.pretrained", str(weights["ViT-B-32-quickgelu"]),
                     "--model.init_args.student.init_args.weights", str(weights["resnet50"]),
-                    "--data.init_args.root", str(_coco(tmp / "coco")), "--data.init_args.num_workers", "0"]
+                    "--data.init_args.root", str(_coco(tmp / "coco")), *workers]
             batch = args.batch or 4
         full = [*cfg, *device, *over, "--data.init_args.batch_size", str(batch)]
-        per_step, wall, rss = _fit(full, args.steps, tmp / combo)
-        rows.append((combo, batch, per_step, per_step / batch * 1000 / 3600, wall, rss))
-        print(f"{combo}: {per_step:.1f} s/step", file=sys.stderr)
-    print(f"\n| config ({args.device}, {os.cpu_count()} cores) | batch | s / step | h / 1k images | command wall s | peak RSS GB |")
-    print("|---|---|---|---|---|---|")
-    for combo, batch, step, hours, wall, rss in rows:
-        print(f"| {combo} | {batch} | {step:.1f} | {hours:.1f} | {wall:.0f} | {rss:.1f} |")
+        per_step, wall, rss, gpu = _fit(full, args.steps, tmp / combo)
+        rows.append((combo, batch, per_step, per_step / batch * 1000 / 3600, wall, rss, gpu))
+        print(f"{combo}: {per_step:.3f} s/step", file=sys.stderr)
+    where = torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {os.cpu_count()} cores"
+    print(f"\n| config ({where}, {args.precision or ('32-true' if args.device == 'cpu' else 'config precision')}) | batch "
+          "| s / step | h / 1k images | command wall s | peak RSS GB | peak GPU GB |")
+    print("|---|---|---|---|---|---|---|")
+    for combo, batch, step, hours, wall, rss, gpu in rows:
+        print(f"| {combo} | {batch} | {step:.3f} | {hours:.3f} | {wall:.0f} | {rss:.1f} | {'-' if gpu is None else f'{gpu:.1f}'} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,17 @@ from real_formats import write_coco, write_coco_stuff, write_context, write_lvis
 
 from pipelines.cli import main
 
-TRAINER = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.precision", "32-true",
-           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
+# CI runs the chain on CPU. On a GPU machine `OVDISTILL_TEST_ACCELERATOR=gpu pytest -m slow tests/test_real_configs.py`
+# runs it with the configs' own strategy and precision (DDP over NCCL, 16-mixed); OVDISTILL_TEST_PRECISION overrides
+# the precision (bf16-mixed).
+ACCELERATOR = os.environ.get("OVDISTILL_TEST_ACCELERATOR", "cpu")
+if ACCELERATOR == "cpu":
+    DEVICE = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.precision", "32-true"]
+else:
+    DEVICE = ["--trainer.accelerator", ACCELERATOR, "--trainer.devices", "1"]
+    if os.environ.get("OVDISTILL_TEST_PRECISION"):
+        DEVICE += ["--trainer.precision", os.environ["OVDISTILL_TEST_PRECISION"]]
+TRAINER = [*DEVICE, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
 FIT = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
 SEG_ROOTS = {"voc20": "VOCdevkit/VOC2012", "context59": "VOCdevkit/VOC2010", "context60": "VOCdevkit/VOC2010",
              "coco_stuff171": "coco_stuff164k"}

@@ -6,7 +6,8 @@ in memory and runs the evaluator once; a category's AP is read from ``eval["prec
 ``COCOeval.summarize`` averages it (all recall points, area ``all``, the last max-detections setting),
 and subset APs are means over the categories of the subset that have ground truth (OV-COCO / LVIS
 convention). Images are identified by ``targets[i]["image_id"]`` when given; an image seen twice (the
-padding ``DistributedSampler`` adds) counts once.
+padding ``DistributedSampler`` adds) counts once. States live on the metric's device (the module's), as
+torchmetrics' own do: NCCL gathers only GPU tensors.
 """
 from __future__ import annotations
 
@@ -64,21 +65,23 @@ class _DetectionStore(Metric):
             uid = self._seen * world + rank
             self._seen += 1
             image_id = int(t["image_id"]) if "image_id" in t else -(uid + 1)
-            boxes, labels = p["boxes"].detach().reshape(-1, 4).float().cpu(), p["labels"].detach().reshape(-1).long().cpu()
-            gboxes, glabels = t["boxes"].detach().reshape(-1, 4).float().cpu(), t["labels"].detach().reshape(-1).long().cpu()
+            # states stay on the metric's device: NCCL gathers only GPU tensors
+            dev = self.device
+            boxes, labels = p["boxes"].detach().reshape(-1, 4).float().to(dev), p["labels"].detach().reshape(-1).long().to(dev)
+            gboxes, glabels = t["boxes"].detach().reshape(-1, 4).float().to(dev), t["labels"].detach().reshape(-1).long().to(dev)
             self._check(labels, "predicted")
             self._check(glabels, "target")
             crowd = t.get("iscrowd", torch.zeros(len(glabels)))
             self.det_boxes.append(boxes)
-            self.det_scores.append(p["scores"].detach().reshape(-1).float().cpu())
+            self.det_scores.append(p["scores"].detach().reshape(-1).float().to(dev))
             self.det_labels.append(labels)
-            self.det_uid.append(torch.full((len(labels),), uid, dtype=torch.long))
+            self.det_uid.append(torch.full((len(labels),), uid, dtype=torch.long, device=dev))
             self.gt_boxes.append(gboxes)
             self.gt_labels.append(glabels)
-            self.gt_crowd.append(torch.as_tensor(crowd).reshape(-1).long().cpu())
-            self.gt_uid.append(torch.full((len(glabels),), uid, dtype=torch.long))
-            self.img_uid.append(torch.tensor([uid]))
-            self.img_id.append(torch.tensor([image_id]))
+            self.gt_crowd.append(torch.as_tensor(crowd).reshape(-1).long().to(dev))
+            self.gt_uid.append(torch.full((len(glabels),), uid, dtype=torch.long, device=dev))
+            self.img_uid.append(torch.tensor([uid], device=dev))
+            self.img_id.append(torch.tensor([image_id], device=dev))
 
     def _collected(self) -> dict[str, Tensor]:
         def cat(x, width):
