@@ -29,6 +29,7 @@ from .factory import (
 from .image_ops import check_boxes, check_images, context_boxes, crop_and_resize, to_rois, whole_image_boxes
 from .refine import refine_logits
 from .region_pool import pool_regions
+from .side_by_side import map_side_by_side
 from .templates import resolve_templates
 
 
@@ -202,10 +203,13 @@ class OpenCLIPTeacher(nn.Module):
         rois = to_rois(boxes)
         height, width = images.shape[-2:]
         rois = torch.cat([torch.cat([rois[:, :1], context_boxes(rois[:, 1:], s, height, width)], dim=1) for s in scales])
-        feats = []
-        for start in range(0, len(rois), self.region_chunk):
+
+        def chunk(start: int) -> Tensor:
             crops = crop_and_resize(images, rois[start : start + self.region_chunk], self.image_size)
-            feats.append(self._embed(self.normalize(crops)))
+            return self._embed(self.normalize(crops))
+
+        # chunks are independent: on CPU they run side by side (teachers.side_by_side), same values as one by one
+        feats = map_side_by_side(chunk, range(0, len(rois), self.region_chunk), self.device)
         emb = torch.cat(feats).view(len(scales), n, -1).mean(dim=0)
         return F.normalize(emb, dim=-1)
 

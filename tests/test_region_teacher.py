@@ -104,3 +104,42 @@ def test_sharded_proposals_store_reads_lazily_what_the_single_file_holds(tiny_wo
     save_sharded(props, tmp_path / "store2", shard_size=4)
     _, lazy = WorldDetDataModule(str(tiny_world), proposals=str(tmp_path / "store2")).dataset("train")[0]
     assert torch.equal(target["teacher_regions"], lazy["teacher_regions"])
+
+
+def test_region_chunks_run_side_by_side_with_the_values_of_a_one_thread_run(monkeypatch):
+    """On CPU ``encode_regions`` embeds its chunks in worker threads, one kernel thread each: the embeddings equal a
+    one-thread run's bit for bit (values do not depend on what runs beside a chunk), and every chunk ran off the main
+    thread with one kernel thread."""
+    import threading
+
+    from teachers import openclip
+
+    teacher = make_teacher("det-rn", TINY_RN)
+    teacher.region_chunk = 5
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 48, 48, generator=g)
+    boxes = [torch.tensor([[2.0, 3.0, 20.0, 30.0], [10.0, 10.0, 40.0, 44.0], [0.0, 0.0, 47.0, 47.0]]),
+             torch.tensor([[5.0, 6.0, 15.0, 16.0], [20.0, 1.0, 46.0, 30.0], [8.0, 30.0, 30.0, 47.0], [1.0, 1.0, 9.0, 9.0]])]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = teacher.encode_regions(images, boxes)
+        torch.set_num_threads(2)
+        seen = []
+        crop = openclip.crop_and_resize
+
+        def spy(*args, **kwargs):
+            seen.append((threading.current_thread() is threading.main_thread(), torch.get_num_threads()))
+            return crop(*args, **kwargs)
+
+        monkeypatch.setattr(openclip, "crop_and_resize", spy)
+        two = teacher.encode_regions(images, boxes)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 3 and all(not main and n == 1 for main, n in seen), seen  # 14 crops in chunks of 5
+    assert torch.equal(one, two)
+    # and they are each box's own embedding (one box per call, one after another)
+    alone = torch.cat([teacher.encode_regions(images[i : i + 1], [b[j : j + 1]]) for i, b in enumerate(boxes) for j in range(len(b))])
+    torch.testing.assert_close(two, alone, atol=1e-5, rtol=0)
+    assert torch.cdist(two, two).add(torch.eye(len(two))).min() > 1e-4  # seven regions, each 10x the tolerance apart

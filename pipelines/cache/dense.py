@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +22,7 @@ from distill.teacher_key import dense_cache_key, key_mismatch
 from pipelines.data.atomic import save_json
 from pipelines.data.shards import check_shard, write_shard
 from pipelines.data.teacher_cache import INDEX, shard_name
+from teachers.side_by_side import map_side_by_side, one_kernel_thread
 
 
 def cache_digest(key: dict, stems: list[str], shard_size: int) -> str:
@@ -40,21 +39,6 @@ def _batches(items: list[int], sizes: dict[int, tuple[int, int]], batch_size: in
         else:
             out.append([i])
     return out
-
-
-@contextmanager
-def one_kernel_thread(device: torch.device):
-    """CPU kernels reduce in an order that depends on the thread count: one kernel thread keeps a shard's bytes
-    independent of how many processes or shards share the machine. Re-entrant (an inner use changes nothing)."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class DenseCacheJob:
@@ -120,15 +104,7 @@ class DenseCacheJob:
         """``(shard, computed?)`` for each; on CPU the shards are computed side by side, one Python thread each with
         single-threaded kernels (torch releases the GIL inside an operator), so a process uses its cores and a
         shard's bytes stay those of a one-thread build."""
-        workers = min(len(shards), torch.get_num_threads()) if self.teacher.device.type == "cpu" else 1
-        if workers <= 1:
-            return [(s, self.ensure(s)[1]) for s in shards]
-        def work(shard: int) -> tuple[int, bool]:
-            torch.set_num_threads(1)  # where OpenMP keeps the count per thread, a new thread would start at the default
-            return shard, self.ensure(shard)[1]
-
-        with one_kernel_thread(self.teacher.device), ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(work, shards))
+        return map_side_by_side(lambda shard: (shard, self.ensure(shard)[1]), shards, self.teacher.device)
 
     def write_index(self) -> Path:
         records, bad = [], []
