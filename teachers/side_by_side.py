@@ -37,12 +37,11 @@ def map_side_by_side(fn: Callable[[T], R], items: Sequence[T], device: torch.dev
     """``[fn(x) for x in items]``, in order; on CPU up to ``torch.get_num_threads()`` items at a time, each in a
     thread of its own with one kernel thread and the caller's grad mode. A single item, a GPU or one torch thread:
     a plain loop (the caller's threads)."""
-    workers = min(len(items), torch.get_num_threads()) if device.type == "cpu" else 1
+    threads = torch.get_num_threads()
+    workers = min(len(items), threads) if device.type == "cpu" else 1
     if workers <= 1:
         return [fn(x) for x in items]
     grad = torch.is_grad_enabled()  # grad mode is per thread; a new thread starts with it on
-
-    threads = torch.get_num_threads()
 
     def work(x: T) -> R:
         torch.set_num_threads(1)  # the only place workers get one kernel thread (the count is global in most builds)

@@ -31,7 +31,7 @@ MUTATIONS = [
     ("segmentation ensemble's second head shares the text head's convolution", "students/segmenter.py",
      "self.distill_head(decoded)", "net.segmentation_head[0](decoded)", "tests/test_seg_ensemble.py"),
     ("teacher work run one piece after another (cache shards, region chunks)", "teachers/side_by_side.py",
-     "workers = min(len(items), torch.get_num_threads())", "workers = 1 or min(len(items), torch.get_num_threads())",
+     "workers = min(len(items), threads)", "workers = 1 or min(len(items), threads)",
      "tests/test_teacher_cache.py tests/test_region_teacher.py"),
     ("real det configs keep torchvision's 0.05 score threshold", "configs/det/real.yaml",
      "box_score_thresh: 0.0,", "box_score_thresh: 0.05,", "tests/test_cli.py"),

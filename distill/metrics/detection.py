@@ -61,12 +61,11 @@ class _DetectionStore(Metric):
         if len(preds) != len(targets):
             raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
         rank, world = _rank_and_world()
+        dev = self.device  # states stay on the metric's device: NCCL gathers only GPU tensors
         for p, t in zip(preds, targets):
             uid = self._seen * world + rank
             self._seen += 1
             image_id = int(t["image_id"]) if "image_id" in t else -(uid + 1)
-            # states stay on the metric's device: NCCL gathers only GPU tensors
-            dev = self.device
             boxes, labels = p["boxes"].detach().reshape(-1, 4).float().to(dev), p["labels"].detach().reshape(-1).long().to(dev)
             gboxes, glabels = t["boxes"].detach().reshape(-1, 4).float().to(dev), t["labels"].detach().reshape(-1).long().to(dev)
             self._check(labels, "predicted")
