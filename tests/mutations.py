@@ -30,6 +30,8 @@ MUTATIONS = [
      "tests/test_seg_ensemble.py"),
     ("segmentation ensemble's second head shares the text head's convolution", "students/segmenter.py",
      "self.distill_head(decoded)", "net.segmentation_head[0](decoded)", "tests/test_seg_ensemble.py"),
+    ("detector RoIAlign gradient counts samples beyond the map (torchvision skips them)", "students/roi_pool.py",
+     "valid = ((pos >= -1.0) & (pos <= size)).to(start.dtype)", "valid = torch.ones_like(pos)", "tests/test_roi_pool.py"),
     ("teacher work run one piece after another (cache shards, region chunks)", "teachers/side_by_side.py",
      "workers = min(len(items), threads)", "workers = 1 or min(len(items), threads)",
      "tests/test_teacher_cache.py tests/test_region_teacher.py"),
