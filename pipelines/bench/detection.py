@@ -2,7 +2,9 @@
 
 Order follows the methods' dependencies: the ViLD-text detector's RPN (trained on base boxes only) is the
 proposer for the teacher-on-proposals baseline, for the offline ViLD-image proposals and for the
-teacher's pseudo boxes.
+teacher's pseudo boxes. Independent trainings run side by side (``pipelines.bench.fit_side_by_side``): the
+base-only detector beside ViLD-text, then ViLD, ViLD-ensemble and pseudo-box training once their proposals and
+pseudo labels exist.
 """
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from distill.det_modules import BaseOnlyDetector, PseudoBoxDetector, TeacherOnProposals, ViLD
+from distill.det_modules import (
+    BaseOnlyDetector,
+    PseudoBoxDetector,
+    TeacherOnProposals,
+    ViLD,
+)
+from pipelines.bench.fit_side_by_side import FitJob, fit_side_by_side
 from pipelines.bench.trainer import bench_trainer, result_row
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import load_proposals, save_proposals
@@ -47,13 +55,15 @@ def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
     pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
+    workers: int = 0,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
     ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
     (``benchmarks/choose_on_val.py``); ``pseudo_refine``: the labeller moves proposals by the proposer's box regression
     (chosen there too). ``prompts``: a learned prompt file every classifier uses instead of templates.
-    ``log_dir``: TensorBoard curves, one run per method.
+    ``log_dir``: TensorBoard curves, one run per method. ``workers``: independent trainings side by side, each
+    in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per torch thread, 1: one after another).
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)
@@ -63,25 +73,38 @@ def run_det_methods(
     def timed(what: str, fn):
         start = time.perf_counter()
         result = fn()
-        if progress:  # where the section's minutes go
-            print(f"[detection] {what}: {time.perf_counter() - start:.0f}s", flush=True)
+        report(f"{what}: {time.perf_counter() - start:.0f}s")
         return result
 
-    def fit_and_test(name, module, datamodule):
-        L.seed_everything(seed, verbose=False)
-        trainer = bench_trainer(steps, progress, log_dir, f"det {name}")
-        timed(f"{name}, training", lambda: trainer.fit(module, datamodule))
-        rows.append(_row(name, timed(f"{name}, test", lambda: trainer.test(module, datamodule, verbose=False))[0]))
-        modules[name] = module
-        return module
+    def report(line: str) -> None:
+        if progress:  # where the section's minutes go
+            print(f"[detection] {line}", flush=True)
+
+    def job(name: str, build, data) -> FitJob:
+        return FitJob(name, build, data, log_name=f"det {name}")
+
+    def fit_and_test(jobs: list[FitJob]) -> dict:
+        trained = fit_side_by_side(jobs, steps, seed, workers, log_dir, progress, report)
+        for j in jobs:
+            start = time.perf_counter()
+            rows.append(_row(j.name, bench_trainer(steps, progress, log_dir, j.log_name).test(trained[j.name], j.data, verbose=False)[0]))
+            report(f"{j.name}, test: {time.perf_counter() - start:.0f}s")
+        modules.update(trained)
+        return trained
+
+    def detector(image_head: bool = False) -> RegionEmbeddingDetector:
+        return world_detector(teacher.embed_dim, seed, weights, image_head=image_head)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*val_dataloader.*")
         L.seed_everything(seed, verbose=False)
-        base_only = fit_and_test("base-only detector (closed vocabulary, no distillation)", BaseOnlyDetector(teacher, world_detector(teacher.embed_dim, seed, weights), class_names=dm.class_names, novel=dm.novel, lr=lr, prompts=prompts), dm)
-        vild_text = fit_and_test("ViLD-text", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, prompts=prompts), dm)
-        proposer = vild_text.student
+        base_name = "base-only detector (closed vocabulary, no distillation)"
+        trained = fit_and_test([
+            job(base_name, lambda: BaseOnlyDetector(teacher, detector(), class_names=dm.class_names, novel=dm.novel, lr=lr, prompts=prompts), dm),
+            job("ViLD-text", lambda: ViLD(teacher, detector(), lr=lr, prompts=prompts), dm),
+        ])
+        proposer = trained["ViLD-text"].student
 
         baseline = TeacherOnProposals(teacher, proposer, prompts=prompts)
         rows.insert(0, _row("teacher on proposals (CLIP-on-crops)",
@@ -94,13 +117,6 @@ def run_det_methods(
         timed("proposals + teacher regions (train)",
               lambda: save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals))
         with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
-        fit_and_test("ViLD (text + image)", ViLD(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, image_weight=image_weight, image_regions=image_regions, prompts=prompts), with_props)
-        fit_and_test(
-            "ViLD-ensemble",
-            ViLD(teacher, world_detector(teacher.embed_dim, seed, weights, image_head=True), lr=lr, image_weight=image_weight, image_regions=image_regions, ensemble=True,
-                 prompts=prompts),
-            with_props,
-        )
 
         pseudo = out / "pseudo_labels_train.json"
         # live, not from the stored table: proposals are first moved by the proposer's box regression (pseudo_refine)
@@ -111,6 +127,10 @@ def run_det_methods(
         ))
         save_pseudo_labels(coco, pseudo)
         with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
-        fit_and_test("pseudo-box self-training (teacher labels)", PseudoBoxDetector(teacher, world_detector(teacher.embed_dim, seed, weights), lr=lr, prompts=prompts), with_pseudo)
-    del base_only
+        vild = {"lr": lr, "image_weight": image_weight, "image_regions": image_regions, "prompts": prompts}
+        fit_and_test([
+            job("ViLD (text + image)", lambda: ViLD(teacher, detector(), **vild), with_props),
+            job("ViLD-ensemble", lambda: ViLD(teacher, detector(image_head=True), ensemble=True, **vild), with_props),
+            job("pseudo-box self-training (teacher labels)", lambda: PseudoBoxDetector(teacher, detector(), lr=lr, prompts=prompts), with_pseudo),
+        ])
     return rows, modules

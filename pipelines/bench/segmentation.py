@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
+from pipelines.bench.fit_side_by_side import FitJob, fit_side_by_side
 from pipelines.bench.trainer import bench_trainer, result_row
 from pipelines.cache.dense import DenseCacheJob, build_dense_cache
 from pipelines.data.seg_datamodule import WorldSegDataModule
@@ -67,14 +68,16 @@ def _row(name: str, result: dict) -> dict:
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
-    log_dir: str | Path | None = None, student_arch: str = "FPN",
+    log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 0,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
     ``encoder_weights``: student encoder initialisation (the demo passes the teacher's trunk). ``prompts``: a
     learned prompt file the methods use instead of templates. ``teacher_cache``: the dense methods read the
     teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step. ``log_dir``:
-    TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``).
+    TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``). ``workers``:
+    trainings side by side, each in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per torch
+    thread, 1: one after another).
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
@@ -90,13 +93,19 @@ def run_seg_methods(
         result = bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]
         rows.append(_row("MaskCLIP (teacher, training-free)", result))
         modules["MaskCLIP"] = baseline
-        for name, cls, extra, student_args in SEG_METHODS:
-            L.seed_everything(seed, verbose=False)
-            student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch, **student_args)
-            encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
-            module = cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
-            trainer = bench_trainer(steps, progress, log_dir, f"seg {name}")
-            trainer.fit(module, cached if module.uses_dense_teacher else dm)
-            rows.append(_row(name, trainer.test(module, dm, verbose=False)[0]))
+        def build(cls, extra: dict, student_args: dict):
+            def module():
+                student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch, **student_args)
+                encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
+                return cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
+            return module
+
+        jobs = [FitJob(name, build(cls, extra, student_args), cached if cls.uses_dense_teacher else dm, log_name=f"seg {name}")
+                for name, cls, extra, student_args in SEG_METHODS]
+        trained = fit_side_by_side(jobs, steps, seed, workers, log_dir, progress,
+                                   lambda line: progress and print(f"[segmentation] {line}", flush=True))
+        for (name, cls, _, _), job in zip(SEG_METHODS, jobs):
+            module = trained[name]
+            rows.append(_row(name, bench_trainer(steps, progress, log_dir, job.log_name).test(module, dm, verbose=False)[0]))
             modules[cls.__name__] = module
     return rows, modules

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seg-steps", type=int, default=100, help="training steps of each segmentation method (batch 16)")
     parser.add_argument("--det-steps", type=int, default=200, help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="independent trainings side by side, each in a one-thread process (0: one per torch thread; 1: one after "
+                             "another on all threads)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task out")
     parser.add_argument("--prompts", default="templates",
                         help="class embeddings: 'templates' (hand-written), 'learned' (CoOp context trained on base boxes first) or a prompt file")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix = ", learned prompts"
     elif args.prompts != "templates":
         prompts, suffix = Path(args.prompts).expanduser().resolve(), f", prompts {Path(args.prompts).name}"
-    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick, "prompts": args.prompts}
+    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick, "prompts": args.prompts,
+            "workers": args.workers, "threads": torch.get_num_threads()}  # thread shares change the floats
     overlays = []
     if "seg" not in args.skip:
         from pipelines.bench.segmentation import SEG_COLUMNS, run_seg_methods
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[segmentation] MaskCLIP + {seg_steps}-step training of LSeg, LSeg+distillation, MaskCLIP+")
             seg_rows, seg_modules = run_seg_methods(teacher, world, steps=seg_steps, seed=args.seed, encoder_weights=str(trunk["smp"]),
-                                                   prompts=str(prompts) if prompts else None, log_dir=out / "tensorboard")
+                                                   prompts=str(prompts) if prompts else None, log_dir=out / "tensorboard",
+                                                   workers=args.workers)
             overlays = save_method_overlays(seg_modules, world, out)
             save_section(out, "segmentation", settings, seg_rows)
         sections[f"Segmentation on the world's test split (mIoU %, unseen = novel classes{suffix})"] = (seg_rows, SEG_COLUMNS)
@@ -117,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             det_rows, _ = run_det_methods(
                 teacher, world, out / "detection", steps=det_steps, seed=args.seed, weights=str(trunk["timm"]),
                 batch_size=args.det_batch_size, prompts=str(prompts) if prompts else None, log_dir=out / "tensorboard",
+                workers=args.workers,
             )
             save_section(out, "detection", settings, det_rows)
         sections[f"Detection on the world's test split (box AP %, novel = classes without training boxes{suffix})"] = (det_rows, DET_COLUMNS)
     meta["wall_s"] = time.time() - start
-    meta["machine"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), {torch.get_num_threads()} torch threads, " + (
-        f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU")
+    side = "one after another" if args.workers == 1 else f"{args.workers or torch.get_num_threads()} side by side, one thread each"
+    meta["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), {torch.get_num_threads()} torch threads, trainings {side}, "
+                       + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"))
     md = write_results(out, sections, meta)
     print()
     print(md)
