@@ -2,9 +2,9 @@
 
 Order follows the methods' dependencies: the ViLD-text detector's RPN (trained on base boxes only) is the
 proposer for the teacher-on-proposals baseline, for the offline ViLD-image proposals and for the
-teacher's pseudo boxes. Independent trainings run side by side (``pipelines.bench.fit_side_by_side``): the
-base-only detector beside ViLD-text, then ViLD, ViLD-ensemble and pseudo-box training once their proposals and
-pseudo labels exist.
+teacher's pseudo boxes. Trainings come in two groups (``pipelines.bench.fit_side_by_side``, side by side when
+asked): the base-only detector and ViLD-text, then ViLD, ViLD-ensemble and pseudo-box training once their
+proposals and pseudo labels exist.
 """
 from __future__ import annotations
 
@@ -55,15 +55,16 @@ def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
     pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
-    workers: int = 0,
+    workers: int = 1,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
     ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
     (``benchmarks/choose_on_val.py``); ``pseudo_refine``: the labeller moves proposals by the proposer's box regression
     (chosen there too). ``prompts``: a learned prompt file every classifier uses instead of templates.
-    ``log_dir``: TensorBoard curves, one run per method. ``workers``: independent trainings side by side, each
-    in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per torch thread, 1: one after another).
+    ``log_dir``: TensorBoard curves, one run per method. ``workers``: 1 (default) trains one after another on all
+    threads; more trains side by side, each in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per
+    torch thread).
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)

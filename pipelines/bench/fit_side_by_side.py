@@ -1,8 +1,9 @@
-"""Independent trainings of the demo side by side: forked processes, one torch thread each.
+"""Independent trainings side by side: forked processes, one torch thread each (opt-in, ``workers`` > 1).
 
-A world training step uses a second thread poorly (a detector step is about 1.15x faster on 2 threads than on 1:
-small maps, small batches), so two trainings at one thread each do about 1.7x the steps per second of the same
-two in turn. A child gets exactly one thread, as PyTorch's DataLoader workers do: GNU OpenMP cannot be used again
+Written for machines where a world training step leaves threads idle; on the 2-core CI-class machine it does not
+pay: two trainings at one thread each were slower than the same two in turn on two threads (the demo's detection
+section 663 vs 485 s, its segmentation trainings 322 vs 263 s), so the demo trains one after another unless asked
+(``--workers``). A child gets exactly one thread, as PyTorch's DataLoader workers do: GNU OpenMP cannot be used again
 after fork once the parent has used it, and a child with two threads hangs in its first parallel kernel. So
 each job's result is that of the job trained alone in one process on one thread, whatever the machine's core
 count and whichever job finishes first (tests/test_fit_side_by_side.py). A child trains only; it hands the

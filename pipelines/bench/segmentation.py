@@ -68,7 +68,7 @@ def _row(name: str, result: dict) -> dict:
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
-    log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 0,
+    log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 1,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
@@ -76,8 +76,8 @@ def run_seg_methods(
     learned prompt file the methods use instead of templates. ``teacher_cache``: the dense methods read the
     teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step. ``log_dir``:
     TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``). ``workers``:
-    trainings side by side, each in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per torch
-    thread, 1: one after another).
+    1 (default) trains one after another on all threads; more trains side by side, each in a one-thread process
+    (``pipelines.bench.fit_side_by_side``; 0: one per torch thread).
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)

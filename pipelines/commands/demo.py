@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seg-steps", type=int, default=100, help="training steps of each segmentation method (batch 16)")
     parser.add_argument("--det-steps", type=int, default=200, help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="independent trainings side by side, each in a one-thread process (0: one per torch thread; 1: one after "
-                             "another on all threads)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="1: trainings one after another on all threads; N: N side by side, each in a one-thread process "
+                             "(0: one per torch thread; slower on 2 cores, see README)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[], help="leave a task out")
     parser.add_argument("--prompts", default="templates",
                         help="class embeddings: 'templates' (hand-written), 'learned' (CoOp context trained on base boxes first) or a prompt file")
