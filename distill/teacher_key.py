@@ -1,13 +1,14 @@
 """What a cached teacher output depends on: the key a teacher cache is built under and checked against.
 
 Two runs may share cached teacher maps only when the teacher (name, precision, a checksum of the image
-tower's weights) and the preprocessing (input size, output stride, dense mode) are the same; anything else
-is another cache. The checksum is computed once per teacher object.
+tower's weights), the preprocessing (input size, output stride, dense mode) and the dense path's code
+(``teachers.dense.DENSE_VERSION``) are the same; anything else is another cache. The checksum is computed once per teacher object.
 """
 from __future__ import annotations
 
 from torch import nn
 
+from teachers.dense import DENSE_VERSION
 from teachers.factory import weights_fingerprint
 
 
@@ -31,6 +32,7 @@ def dense_cache_key(teacher: nn.Module, mode: str, size, stride) -> dict:
         "mode": mode,
         "size": [int(size[0]), int(size[1])],
         "stride": None if stride is None else int(stride),
+        "dense_version": DENSE_VERSION,  # the same weights and settings give other maps after a fix of the dense path
     }
 
 

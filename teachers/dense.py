@@ -17,7 +17,7 @@ timm CNN towers whose head is global average pooling + a linear projection (``ti
 an exact dense counterpart: the projection applied at every position of the last feature map (its
 spatial mean is the image embedding; CAM's observation). ``maskclip`` names that path for them; an
 ``output_stride`` of 16 or 8 rebuilds the trunk dilated (timm's ``output_stride``) with the same
-weights. Attention-pool (MAP / SigLIP) and ViT timm towers raise ``NotImplementedError``.
+weights, its shortcut averages made to leave padding out (``_SameAvgPoolExcludingPad``). Attention-pool (MAP / SigLIP) and ViT timm towers raise ``NotImplementedError``.
 
 Each function returns ``(features [B, D, h, w], keys [B, C, h, w])``; the keys of the last block
 feed key smoothing (see :mod:`teachers.refine`).
@@ -51,7 +51,43 @@ def _timm_avg_cnn(visual: TimmModel) -> bool:
     return pool_type == "avg" and head_ok and hasattr(visual.trunk, "forward_features")
 
 
+#: bump when the dense path's values change for the same weights (teacher caches record it in their key).
+#: 2: a dilated timm trunk's shortcut average no longer counts zero padding at the right and bottom edges
+DENSE_VERSION = 2
+
 _ATROUS_TWINS: dict[tuple, nn.Module] = {}
+
+
+class _SameAvgPoolExcludingPad(nn.Module):
+    """timm's ``AvgPool2dSame`` as its caller asks for it: 'same' padding, padded taps left out of the average.
+
+    ``timm.create_model(..., output_stride=8|16)`` makes the avg-down shortcut of ResNet-D towers (resnet10t,
+    resnet50d, ...) a stride-1 2x2 ``AvgPool2dSame(count_include_pad=False)``, but that module pads with zeros before
+    pooling, so the last row and column average in zeros: the shortcut is halved there and the dense map's right and
+    bottom border cells fall on one wrong class (the shipped world teacher: 2 % correct on the last column against
+    54 % on the first). Dividing by the pooled count of real taps gives the average over the taps inside the map.
+    """
+
+    def __init__(self, pool: nn.Module):
+        super().__init__()
+        self.kernel_size, self.stride = tuple(pool.kernel_size), tuple(pool.stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from timm.layers.padding import pad_same
+
+        summed = F.avg_pool2d(pad_same(x, self.kernel_size, self.stride), self.kernel_size, self.stride)
+        ones = x.new_ones((1, 1, *x.shape[-2:]))
+        count = F.avg_pool2d(pad_same(ones, self.kernel_size, self.stride), self.kernel_size, self.stride)
+        return summed / count
+
+
+def _exclude_pad_in_same_pools(model: nn.Module) -> None:
+    from timm.layers import AvgPool2dSame
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, AvgPool2dSame) and not module.count_include_pad:
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            setattr(parent, name.rpartition(".")[2], _SameAvgPoolExcludingPad(module))
 
 
 def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
@@ -68,6 +104,7 @@ def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
         except Exception as err:  # architectures without dilation support
             raise NotImplementedError(f"timm model {arch!r} cannot be rebuilt with output_stride={output_stride}: {err}") from err
         twin.load_state_dict(trunk.state_dict(), strict=False)
+        _exclude_pad_in_same_pools(twin)
         twin.to(device=p.device, dtype=p.dtype).eval().requires_grad_(False)
         _ATROUS_TWINS.clear()  # keep one twin: teachers are few and large
         _ATROUS_TWINS[key] = twin

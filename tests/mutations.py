@@ -104,6 +104,8 @@ MUTATIONS = [
     ("side-by-side workers keep every kernel thread (cache bytes would depend on process count)", "teachers/side_by_side.py",
      "        torch.set_num_threads(1)  # the only place", "        pass  # the only place",
      "tests/test_teacher_cache.py tests/test_region_teacher.py"),
+    ("dilated timm shortcut average counts the zero padding (timm's AvgPool2dSame)", "teachers/dense.py",
+     "        return summed / count", "        return summed", "tests/test_teachers.py"),
     ("dense-pooled regions read the map in image pixels", "teachers/region_pool.py",
      "    scale_y, scale_x = feats.shape[-2] / height, feats.shape[-1] / width", "    scale_y, scale_x = 1.0, 1.0",
      "tests/test_region_teacher.py"),

@@ -390,3 +390,31 @@ def test_timm_cnn_dense_is_the_head_at_every_position(timm_cnn_teacher, images):
     assert fine.shape[-2:] == (8, 8) and feats.shape[-2:] == (2, 2)
     torch.testing.assert_close(fine[..., ::4, ::4], feats, atol=1e-5, rtol=1e-4)
     assert teacher.dense_modes() == ("maskclip",)
+
+
+def test_atrous_timm_shortcut_average_leaves_padding_out():
+    """A dilated ResNet-D trunk's stride-1 shortcut average covers only taps inside the map (timm's own
+    ``AvgPool2dSame`` pads with zeros and counts them, halving the shortcut on the right and bottom edges)."""
+    import timm
+    from timm.layers import AvgPool2dSame
+
+    from teachers.dense import _atrous_trunk
+
+    torch.manual_seed(0)
+    trunk = timm.create_model("resnet10t", pretrained=False, num_classes=0).eval()
+    twin = _atrous_trunk(trunk, 8)
+    pools = [m for m in twin.modules() if type(m).__name__ == "_SameAvgPoolExcludingPad"]
+    assert len(pools) == 2 and not any(isinstance(m, AvgPool2dSame) for m in twin.modules())  # layer3 and layer4
+    x = torch.randn(2, 5, 7, 6)
+    for pool in pools:
+        # 2x2 at stride 1 over the taps inside the map: the edge row / column averages itself with its neighbour only
+        want = F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, 1)
+        torch.testing.assert_close(pool(x), want)
+        torch.testing.assert_close(pool(torch.full((1, 3, 4, 4), 3.0)), torch.full((1, 3, 4, 4), 3.0))
+    # the twin keeps the trunk's weights: its stride-32 samples of a map at a size with no edge effects agree in the
+    # first dilated stage (layer3's shortcut is exact there: adjacent taps are the stride-2 window)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        coarse = trunk.layer3(trunk.layer2(trunk.layer1(trunk.maxpool(trunk.act1(trunk.bn1(trunk.conv1(x)))))))
+        fine = twin.layer3(twin.layer2(twin.layer1(twin.maxpool(twin.act1(twin.bn1(twin.conv1(x)))))))
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, atol=1e-5, rtol=1e-4)
