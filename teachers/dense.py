@@ -86,8 +86,8 @@ def _exclude_pad_in_same_pools(model: nn.Module) -> None:
 
     for name, module in list(model.named_modules()):
         if isinstance(module, AvgPool2dSame) and not module.count_include_pad:
-            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-            setattr(parent, name.rpartition(".")[2], _SameAvgPoolExcludingPad(module))
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, _SameAvgPoolExcludingPad(module))
 
 
 def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:

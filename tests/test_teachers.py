@@ -398,12 +398,12 @@ def test_atrous_timm_shortcut_average_leaves_padding_out():
     import timm
     from timm.layers import AvgPool2dSame
 
-    from teachers.dense import _atrous_trunk
+    from teachers.dense import _atrous_trunk, _SameAvgPoolExcludingPad
 
     torch.manual_seed(0)
     trunk = timm.create_model("resnet10t", pretrained=False, num_classes=0).eval()
     twin = _atrous_trunk(trunk, 8)
-    pools = [m for m in twin.modules() if type(m).__name__ == "_SameAvgPoolExcludingPad"]
+    pools = [m for m in twin.modules() if isinstance(m, _SameAvgPoolExcludingPad)]
     assert len(pools) == 2 and not any(isinstance(m, AvgPool2dSame) for m in twin.modules())  # layer3 and layer4
     x = torch.randn(2, 5, 7, 6)
     for pool in pools:
