@@ -1,12 +1,13 @@
-"""Training-step time of the world's segmentation students (decoder choice, dense distillation's second head), as
-the demo trains them.
+"""Training-step time of the world's segmentation students (decoder choice, where the head upsamples, dense
+distillation's second head), as the demo trains them.
 
     python benchmarks/student_speed.py [--batch-size 16] [--steps 6]
 
-One step = forward, per-pixel logits against 9 text embeddings (temperature 0.07), cross-entropy, backward and
-an AdamW update, on 96 px images, torch threads as the process has them. The FPN rows add dense distillation's
-cosine loss against a 12 x 12 teacher map (stride 8, as the demo's cache) into the one head or into a second head.
-Prints a markdown table.
+One step = forward, per-pixel logits against 9 text embeddings (temperature 0.07) at the input resolution,
+cross-entropy, backward and an AdamW update, on 96 px images, torch threads as the process has them. FPN upsamples
+4x either the 128-d embeddings (smp's head, ``upsample="embeddings"``) or the 9 logits (LSeg's order, the default).
+The last rows add dense distillation's cosine loss against a 12 x 12 teacher map (stride 8, as the demo's cache) into
+the one head or into a second head. Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from distill.seg_losses import dense_feature_loss
 from pipelines.bench.segmentation import WORLD_DECODERS, world_student
 
 
-def step_seconds(arch: str, batch: int, steps: int, embed_dim: int = 128, classes: int = 9, distill: str | None = None) -> tuple[float, int]:
+def step_seconds(arch: str, batch: int, steps: int, embed_dim: int = 128, classes: int = 9, distill: str | None = None,
+                 upsample: str = "logits") -> tuple[float, int]:
     """``distill``: None (LSeg), ``"one head"`` or ``"second head"`` (dense distillation's ensemble)."""
-    student = world_student(embed_dim, 0, arch=arch, image_head=distill == "second head")
+    student = world_student(embed_dim, 0, arch=arch, image_head=distill == "second head", upsample=upsample)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, 96, 96, generator=g)
@@ -33,7 +35,7 @@ def step_seconds(arch: str, batch: int, steps: int, embed_dim: int = 128, classe
     for i in range(steps + 1):
         start = time.perf_counter()
         emb, image_emb = student.forward_heads(images)
-        logits = torch.einsum("bdhw,cd->bchw", emb, text) / 0.07
+        logits = student.classify(emb, text, 1 / 0.07, size=images.shape[-2:])
         loss = F.cross_entropy(logits, labels)
         if distill:
             loss = loss + dense_feature_loss(emb if image_emb is None else image_emb, teacher_map)
@@ -51,12 +53,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}; batch {args.batch_size} x 96 px; median of {args.steps} steps")
-    print("| decoder | loss | s / step | parameters (M) |\n|---|---|---|---|")
-    runs = [(arch, None) for arch in WORLD_DECODERS] + [("FPN", "one head"), ("FPN", "second head")]
-    for arch, distill in runs:
-        seconds, params = step_seconds(arch, args.batch_size, args.steps, distill=distill)
+    print("| decoder | upsampled | loss | s / step | parameters (M) |\n|---|---|---|---|---|")
+    runs = [("Unet", "logits", None), ("FPN", "embeddings", None), ("FPN", "logits", None), ("FPN", "logits", "one head"),
+            ("FPN", "logits", "second head")]
+    for arch, upsample, distill in runs:
+        seconds, params = step_seconds(arch, args.batch_size, args.steps, distill=distill, upsample=upsample)
         loss = "cross-entropy" if distill is None else f"+ dense distillation, {distill}"
-        print(f"| {arch} | {loss} | {seconds:.3f} | {params / 1e6:.2f} |", flush=True)
+        where = "- (full-resolution head)" if arch == "Unet" else upsample
+        print(f"| {arch} | {where} | {loss} | {seconds:.3f} | {params / 1e6:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ class OpenVocabSegModule(TeacherStudentModule):
 
     def student_logits(self, images: Tensor, class_ids: list[int] | None = None) -> Tensor:
         text, bg = self.sub_vocabulary(class_ids)
-        return self.student.classify(self.student(images), text, self.hparams.logit_scale, bg)
+        return self.student.classify(self.student(images), text, self.hparams.logit_scale, bg, size=images.shape[-2:])
 
     def predict_logits(self, images: Tensor) -> Tensor:
         """Logits over all classes at input resolution (whole-image or sliding-window inference)."""
@@ -185,7 +185,7 @@ class OpenVocabSegModule(TeacherStudentModule):
         emb = self.student(batch["image"]) if emb is None else emb
         text = self.text[self.seen_ids]
         bg = self.seen_ids.index(self.background_index) if self.background_index in self.seen_ids else None
-        logits = self.student.classify(emb, text, self.hparams.logit_scale, bg)
+        logits = self.student.classify(emb, text, self.hparams.logit_scale, bg, size=batch["label"].shape[-2:])
         target = remap_to_subset(batch["label"], self.seen_ids, self.hparams.ignore_index)
         return F.cross_entropy(logits, target, ignore_index=self.hparams.ignore_index), emb
 
@@ -226,11 +226,10 @@ class LSegDenseDistill(OpenVocabSegModule):
         ids = list(range(len(self.class_names))) if class_ids is None else class_ids
         text_emb, image_emb = self.student.forward_heads(images)
         (text, bg), scale = self.sub_vocabulary(ids), self.hparams.logit_scale
-        p_text = self.student.classify(text_emb, text, scale, bg).softmax(1)
-        # the image head mimics the teacher, which scores background with its text embedding too; it sits at the
-        # decoder's resolution, so its logits are upsampled as the text head's embeddings were
-        image_logits = self.student.classify(image_emb, text, scale)
-        p_image = F.interpolate(image_logits, size=p_text.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
+        size = images.shape[-2:]
+        p_text = self.student.classify(text_emb, text, scale, bg, size=size).softmax(1)
+        # the image head mimics the teacher, which scores background with its text embedding too
+        p_image = self.student.classify(image_emb, text, scale, size=size).softmax(1)
         novel = torch.tensor([i in self.unseen_ids for i in ids], device=images.device)
         return vild_blend(p_text, p_image, novel, self.hparams.ensemble_lambda, dim=1).clamp_min(1e-12).log()
 
@@ -304,7 +303,7 @@ class MaskCLIPPlus(OpenVocabSegModule):
     def training_step(self, batch, batch_idx):
         hp = self.hparams
         emb = self.student(batch["image"])
-        logits = self.student.classify(emb, self.text, hp.logit_scale, self.background_index)
+        logits = self.student.classify(emb, self.text, hp.logit_scale, self.background_index, size=batch["image"].shape[-2:])
         target = self.targets(batch, logits)
         loss = F.cross_entropy(logits, target, ignore_index=hp.ignore_index)
         self.log("train/loss", loss, prog_bar=True)

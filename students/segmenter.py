@@ -3,6 +3,7 @@ embedding per pixel. Classes are text embeddings passed at call time, so the voc
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import segmentation_models_pytorch as smp
 import torch
@@ -74,6 +75,12 @@ class PixelEmbeddingSegmenter(nn.Module):
             ViLD-style ensemble): a convolution like smp's head's on the decoder output, kept at the decoder's
             resolution (1/4 of the input for FPN / DeepLabV3+) because its target, a teacher map, is coarser still;
             ``forward`` still returns the first (text) head, ``forward_heads`` both.
+        upsample: where an architecture whose head upsamples (FPN, DeepLabV3+: 4x) reaches the input resolution.
+            ``"logits"`` (default, as the official LSeg): embeddings stay at the decoder's resolution and ``classify``
+            upsamples the K class logits; ``"embeddings"``: smp's head upsamples the D-dim embeddings, normalised at
+            full resolution (D/K times the memory traffic: on the world's 96 px FPN student a training step takes
+            4x as long, ``benchmarks/student_speed.py``). Architectures whose head does not upsample (Unet) are the
+            same either way.
         encoder_depth / decoder_channels / smp_kwargs: passed to ``smp.create_model``.
     """
 
@@ -89,8 +96,11 @@ class PixelEmbeddingSegmenter(nn.Module):
         decoder_channels: list[int] | None = None,
         smp_kwargs: dict | None = None,
         image_head: bool = False,
+        upsample: Literal["logits", "embeddings"] = "logits",
     ):
         super().__init__()
+        if upsample not in ("logits", "embeddings"):
+            raise ValueError(f"upsample={upsample!r}; expected 'logits' or 'embeddings'")
         smp_kwargs = dict(smp_kwargs or {}, encoder_depth=encoder_depth)
         if decoder_channels is not None:
             smp_kwargs["decoder_channels"] = tuple(decoder_channels)
@@ -112,7 +122,12 @@ class PixelEmbeddingSegmenter(nn.Module):
             ) from err
         if local:
             load_encoder_weights(self.net.encoder, encoder_weights, encoder_name)
-        self.embed_dim, self.image_head = embed_dim, image_head
+        head = self.net.segmentation_head
+        if upsample == "logits" and isinstance(head, nn.Sequential) and len(head) > 1 and isinstance(head[1], nn.Upsample):
+            # smp's SegmentationHead is (conv, upsampling, activation); without the upsampling the head emits the
+            # decoder's grid and ``classify`` brings the logits to the input size
+            head[1] = nn.Identity()
+        self.embed_dim, self.image_head, self.upsample = embed_dim, image_head, upsample
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.reg = nn.ModuleList(SpatialRegBlock() for _ in range(spatial_reg_blocks))
@@ -148,12 +163,13 @@ class PixelEmbeddingSegmenter(nn.Module):
                     p.requires_grad_(False)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,H,W]`` (text head)."""
+        """Images ``[B,3,H,W]`` in [0,1] (H, W multiples of 32) -> normalised embeddings ``[B,D,h,w]`` (text head), at
+        the input resolution or, with ``upsample="logits"``, the decoder's (``classify(..., size=(H, W))`` upsamples)."""
         return self.forward_heads(images)[0]
 
     def forward_heads(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``(text-head embeddings [B,D,H,W], image-head embeddings [B,D,h,w] at the decoder's resolution or None)``,
-        both normalised."""
+        """``(text-head embeddings [B,D,h,w] as ``forward``, image-head embeddings [B,D,h',w'] at the decoder's
+        resolution or None)``, both normalised."""
         try:
             return self._heads((images - self.mean) / self.std)
         except ValueError as err:
@@ -174,8 +190,10 @@ class PixelEmbeddingSegmenter(nn.Module):
         decoded = net.decoder(net.encoder(x))
         return F.normalize(net.segmentation_head(decoded), dim=1), F.normalize(self.distill_head(decoded), dim=1)
 
-    def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None) -> Tensor:
-        """Logits ``[B,K,H,W]`` = scale * cos(pixel, class embedding), then the regularisation blocks."""
+    def classify(self, embeddings: Tensor, text: Tensor, logit_scale: float, background_index: int | None = None,
+                 size: tuple[int, int] | None = None) -> Tensor:
+        """Logits ``[B,K,h,w]`` = scale * cos(pixel, class embedding), then the regularisation blocks; with ``size``,
+        bilinearly resized to it (the input resolution, for embeddings at the decoder's)."""
         if text.shape[-1] != embeddings.shape[1]:
             raise ValueError(f"text embeddings are {text.shape[-1]}-d but the student emits {embeddings.shape[1]}-d")
         classes = F.normalize(text.to(embeddings.dtype), dim=-1)
@@ -185,4 +203,6 @@ class PixelEmbeddingSegmenter(nn.Module):
         logits = logit_scale * torch.einsum("bdhw,kd->bkhw", embeddings, classes)
         for block in self.reg:
             logits = block(logits)
+        if size is not None and tuple(size) != tuple(logits.shape[-2:]):
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
         return logits

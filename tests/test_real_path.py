@@ -89,7 +89,7 @@ def test_batch_of_one_in_deeplab_says_how_to_fix_it():
     model = PixelEmbeddingSegmenter(8, "DeepLabV3Plus", "resnet18").train()
     with pytest.raises(ValueError, match="batch size of 2 or more per device"):
         model(torch.rand(1, 3, 64, 64))
-    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 8, 64, 64)
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 8, 16, 16)  # the decoder's grid: logits are upsampled
     fpn = PixelEmbeddingSegmenter(8, "FPN", "resnet18", smp_kwargs={"decoder_segmentation_channels": 32}).eval()
     with pytest.raises(ValueError, match=r"1 image\(s\) of \(32, 32\) px .* or larger images"):
         fpn(torch.rand(1, 3, 32, 32))  # FPN's GroupNorm over a 1x1 deepest map, even in eval mode

@@ -50,8 +50,8 @@ def test_image_head_is_a_second_normalised_embedding_of_the_same_decoder(arch):
     head = student.distill_head
     want = F.conv2d(seen[0], head.weight, head.bias, padding=head.padding)
     torch.testing.assert_close(image_emb, F.normalize(want, dim=1))
-    # at the decoder's resolution: the input's for Unet, a quarter for FPN (its head upsamples 4x; this one does not)
-    assert image_emb.shape[-1] == (32 if arch == "Unet" else 8) and text_emb.shape[-1] == 32
+    # at the decoder's resolution: the input's for Unet, a quarter for FPN (whose logits ``classify`` upsamples)
+    assert image_emb.shape[-1] == text_emb.shape[-1] == (32 if arch == "Unet" else 8)
     torch.testing.assert_close(student(images), text_emb)
     assert tiny_segmenter(8).forward_heads(images)[1] is None
 
@@ -81,9 +81,11 @@ def test_ensemble_logits_blend_the_heads_softmaxes():
     text_head_classes = torch.cat([F.normalize(student.background.detach(), dim=0)[None], text[1:]])  # background is class 0
 
     def want(ids):
-        p_text = (scale * torch.einsum("bdhw,kd->bkhw", t_emb, text_head_classes[ids])).softmax(1).numpy()
-        image_logits = scale * torch.einsum("bdhw,kd->bkhw", i_emb, text[ids])  # at a quarter of the input (FPN)
-        p_image = F.interpolate(image_logits, size=t_emb.shape[-2:], mode="bilinear").softmax(1).numpy()
+        # both heads at a quarter of the input (FPN); their logits are upsampled to the input before the softmax
+        text_logits = scale * torch.einsum("bdhw,kd->bkhw", t_emb, text_head_classes[ids])
+        p_text = F.interpolate(text_logits, size=images.shape[-2:], mode="bilinear").softmax(1).numpy()
+        image_logits = scale * torch.einsum("bdhw,kd->bkhw", i_emb, text[ids])
+        p_image = F.interpolate(image_logits, size=images.shape[-2:], mode="bilinear").softmax(1).numpy()
         lam = np.array([0.25 if NAMES[i] in UNSEEN else 0.75 for i in ids]).reshape(1, -1, 1, 1)
         return np.log(p_text**lam * p_image ** (1 - lam))
 

@@ -29,6 +29,32 @@ def test_student_logits_are_scaled_cosines_and_vocabulary_is_free():
         student.classify(emb, torch.randn(3, 7), 1.0)
 
 
+def test_fpn_upsamples_the_logits_as_lseg_or_the_embeddings_as_smp():
+    from students import PixelEmbeddingSegmenter
+
+    fpn = {"arch": "FPN", "smp_kwargs": {"decoder_pyramid_channels": 16, "decoder_segmentation_channels": 32}}
+    torch.manual_seed(0)
+    lseg = PixelEmbeddingSegmenter(8, **fpn).eval()
+    smp_way = PixelEmbeddingSegmenter(8, upsample="embeddings", **fpn).eval()
+    smp_way.load_state_dict(lseg.state_dict())  # the upsampling has no weights: same network, two orders
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        decoded = lseg.net.decoder(lseg.net.encoder((images - lseg.mean) / lseg.std))
+        raw = lseg.net.segmentation_head[0](decoded)  # the head's convolution, at a quarter of the input
+        emb, full = lseg(images), smp_way(images)
+        text = torch.randn(5, 8)
+        logits = lseg.classify(emb, text, 10.0, size=(64, 64))
+    torch.testing.assert_close(emb, F.normalize(raw, dim=1))
+    up = F.interpolate(raw, scale_factor=4, mode="bilinear", align_corners=True)  # smp's head's own upsampling
+    torch.testing.assert_close(full, F.normalize(up, dim=1))
+    small = 10.0 * torch.einsum("bdhw,kd->bkhw", F.normalize(raw, dim=1), F.normalize(text, dim=-1))
+    torch.testing.assert_close(logits, F.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False))
+    same = lseg.classify(full, text, 10.0, size=(64, 64))  # already at that size: not resized
+    torch.testing.assert_close(same, 10.0 * torch.einsum("bdhw,kd->bkhw", full, F.normalize(text, dim=-1)))
+    with pytest.raises(ValueError, match="upsample='pixels'"):
+        PixelEmbeddingSegmenter(8, upsample="pixels", **fpn)
+
+
 def test_learnable_background_replaces_that_row_only():
     from students import PixelEmbeddingSegmenter
 

@@ -19,12 +19,12 @@ SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
 
 #: (row name, module class, extra constructor arguments, student arguments). The demo's settings are chosen on the
 #: val split by benchmarks/choose_on_val.py (README): MaskCLIP+'s 10% switch point assumes schedules of thousands of
-#: steps; dense distillation into a second head (ensemble, lambda 1) with weight 2 has the best val hIoU of the
+#: steps; dense distillation into a second head (ensemble, lambda 1) with weight 1.5 has the best val hIoU of the
 #: settings that cost the seen classes at most 5 points against LSeg
 SEG_METHODS = (
     ("LSeg (seen labels only, no distillation)", LSeg, {}, {}),
     ("LSeg + dense distillation (distilled second head)", LSegDenseDistill,
-     {"distill_weight": 2.0, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0}, {"image_head": True}),
+     {"distill_weight": 1.5, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0}, {"image_head": True}),
     ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.5}, {}),
 )
 
@@ -39,13 +39,14 @@ WORLD_DECODERS = {
 
 def world_student(
     embed_dim: int, seed: int, encoder: str = "tu-resnet10t", encoder_weights: str | None = None, arch: str = "FPN",
-    image_head: bool = False,
+    image_head: bool = False, upsample: str = "logits",
 ) -> PixelEmbeddingSegmenter:
     """``arch`` (``WORLD_DECODERS``) on the teacher's trunk architecture, initialised from ``encoder_weights`` (see
-    ``save_trunk_weights``); ``image_head``: a second embedding head (dense distillation's ensemble)."""
+    ``save_trunk_weights``); ``image_head``: a second embedding head (dense distillation's ensemble); ``upsample``:
+    what FPN's head brings to the input resolution (``PixelEmbeddingSegmenter``)."""
     torch.manual_seed(seed)
     return PixelEmbeddingSegmenter(embed_dim, arch, encoder, encoder_weights=encoder_weights, encoder_depth=5, image_head=image_head,
-                                   **WORLD_DECODERS[arch])
+                                   upsample=upsample, **WORLD_DECODERS[arch])
 
 
 def world_dense_cache(teacher, world, teacher_args: dict, progress: bool = True) -> Path:
