@@ -24,6 +24,17 @@ def test_demo_quick_runs_every_stage(tmp_path):
     for stage in ("[world]", "[teacher] pre-training stage checked", "[teacher] shipped", "[segmentation]", "[detection]"):
         assert stage in proc.stdout, stage
     results = json.loads((out / "results.json").read_text())
+    # the teacher's passes run at the precision the auto rule names here; the students' trunk is the fp32 teacher's
+    import torch
+
+    from pipelines.bench.teacher_precision import teacher_precision
+    from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
+
+    precision = teacher_precision("auto")[0]
+    assert results["meta"]["teacher_precision"] == precision and f"[teacher] inference in {precision}" in proc.stdout
+    shipped = torch.load(save_trunk_weights(load_shipped_teacher()[0], tmp_path / "fp32_trunk.pt", "timm"), weights_only=True)
+    used = torch.load(out / "init" / "trunk_timm.pt", weights_only=True)
+    assert used.keys() == shipped.keys() and all(torch.equal(used[k], shipped[k]) for k in shipped)
     seg = next(rows for title, rows in results["sections"].items() if title.startswith("Segmentation"))
     methods = [r["method"] for r in seg]
     assert methods[0].startswith("MaskCLIP") and any("MaskCLIP+" in m for m in methods) and len(methods) == 4

@@ -21,9 +21,9 @@ SHIPPED_PT = ASSETS / "world_teacher.pt"
 SHIPPED_JSON = ASSETS / "world_teacher.json"
 
 
-def load_teacher_dir(root: str | Path | None, device="cpu") -> tuple["EmbeddedTeacher", dict]:
+def load_teacher_dir(root: str | Path | None, device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple["EmbeddedTeacher", dict]:
     """Load a teacher exported by ``ovdistill pretrain-teacher --out ROOT`` (``None``: the shipped one)."""
-    teacher = EmbeddedTeacher(None if root is None else str(root), device=device)
+    teacher = EmbeddedTeacher(None if root is None else str(root), precision=precision, device=device)
     if teacher.meta.get("world_version") != WORLD_VERSION:
         warnings.warn(
             f"teacher {teacher.name} was trained on world version {teacher.meta.get('world_version')}, this generator "
@@ -33,9 +33,9 @@ def load_teacher_dir(root: str | Path | None, device="cpu") -> tuple["EmbeddedTe
     return teacher, teacher.meta
 
 
-def load_shipped_teacher(device="cpu") -> tuple["EmbeddedTeacher", dict]:
+def load_shipped_teacher(device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple["EmbeddedTeacher", dict]:
     """Load the teacher shipped inside the package."""
-    return load_teacher_dir(None, device)
+    return load_teacher_dir(None, device, precision)
 
 
 def shipped_teacher_available() -> bool:
@@ -55,7 +55,13 @@ class EmbeddedTeacher(OpenCLIPTeacher):
             raise FileNotFoundError(f"no complete embedded teacher at {pt} / {meta_path}; run `ovdistill pretrain-teacher`")
         meta = json.loads(meta_path.read_text())
         super().__init__(meta["model_name"], str(pt), model_cfg=meta["model_cfg"], precision=precision, device=device)
-        self.meta = meta
+        self.meta, self.path = meta, path
+
+    def at_precision(self, precision: Literal["fp32", "fp16", "bf16"]) -> "EmbeddedTeacher":
+        """The same teacher loaded again at ``precision`` (open_clip's own conversion); itself if already there."""
+        if precision == self.precision:
+            return self
+        return EmbeddedTeacher(self.path, precision=precision, device=self.device)
 
 
 def save_trunk_weights(teacher: OpenCLIPTeacher, path: str | Path, layout: str = "smp") -> Path:
