@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.seg_losses import dense_feature_loss
-from pipelines.bench.segmentation import WORLD_DECODERS, world_student
+from pipelines.bench.segmentation import world_student
 
 
 def step_seconds(arch: str, batch: int, steps: int, embed_dim: int = 128, classes: int = 9, distill: str | None = None,

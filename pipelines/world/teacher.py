@@ -57,7 +57,7 @@ class EmbeddedTeacher(OpenCLIPTeacher):
         super().__init__(meta["model_name"], str(pt), model_cfg=meta["model_cfg"], precision=precision, device=device)
         self.meta, self.path = meta, path
 
-    def at_precision(self, precision: Literal["fp32", "fp16", "bf16"]) -> "EmbeddedTeacher":
+    def at_precision(self, precision: Literal["fp32", "fp16", "bf16"]) -> EmbeddedTeacher:
         """The same teacher loaded again at ``precision`` (open_clip's own conversion); itself if already there."""
         if precision == self.precision:
             return self
