@@ -2,8 +2,9 @@
 
 The teacher is frozen, so its passes (crops, regions, dense maps, text) are pure inference, which is what users of
 open_clip run in low precision on accelerators. On a CPU with AVX512-BF16 or AMX, oneDNN runs the embedded teacher's
-convolutions in bf16 about twice as fast as in fp32 (``benchmarks/teacher_throughput.py``); without them bf16 is
-emulated and slower, so ``auto`` keeps fp32 there. Students always train in fp32.
+convolutions in bf16 about twice as fast as in fp32 (``python benchmarks/teacher_throughput.py --models embedded
+--precision fp32 bf16``); without them bf16 is emulated and slower, so ``auto`` keeps fp32 there. Students always
+train in fp32.
 """
 from __future__ import annotations
 
