@@ -1,9 +1,9 @@
 """Novel AP50 of the demo's detectors against training steps, on the **val** split (why a method misses its bar).
 
-    python benchmarks/det_curves.py [--steps 400] [--every 100] [--det-batch-size 8] [--proposer-steps 100]
+    python benchmarks/det_curves.py [--steps 400] [--every 100] [--det-batch-size 8] [--proposer-steps 200]
 
-The demo's world, seeds and settings; the proposer is ViLD-text after ``--proposer-steps`` (100: the demo's proposer at
-``--det-steps 100``, which the README's curves used; the default demo now trains it 200). Each method trains once for
+The demo's world, seeds, teacher precision and settings; the proposer is ViLD-text after ``--proposer-steps`` (200, as the
+demo trains it; the README's earlier curves used 100). Each method trains once for
 ``--steps`` and is scored on val every ``--every`` steps. Prints one markdown table: method x steps -> val AP50
 novel (base in brackets).
 """
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--det-batch-size", type=int, default=8)
-    parser.add_argument("--proposer-steps", type=int, default=100)
+    parser.add_argument("--proposer-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -87,7 +87,8 @@ def main() -> None:
         table[name] = curve(build(), data, args.steps, args.every)
         print(name, table[name], flush=True)
     steps = [s for s, _, _ in next(iter(table.values()))]
-    print(f"\nVal AP50 novel (base) vs training steps (batch {args.det_batch_size}; the demo trains 100)\n")
+    print(f"\nVal AP50 novel (base) vs training steps (batch {args.det_batch_size}; proposer trained {args.proposer_steps}; "
+          "the demo trains 200)\n")
     print("| method | " + " | ".join(str(s) for s in steps) + " |")
     print("|---|" + "---|" * len(steps))
     for name, points in table.items():
