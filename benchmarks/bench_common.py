@@ -48,7 +48,7 @@ def real_teacher(name: str, device="cpu", precision: str = "fp32"):
     if name == "embedded":
         from pipelines.world.teacher import load_shipped_teacher
 
-        return load_shipped_teacher(device)[0]
+        return load_shipped_teacher(device, precision)[0]
     from teachers import OpenCLIPTeacher
 
     with warnings.catch_warnings():

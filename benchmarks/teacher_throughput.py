@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import torch
-
-from teachers import OpenCLIPTeacher
+from bench_common import real_teacher
 
 
 def _rate(fn, n_items: int, repeats: int = 3) -> float:
@@ -46,14 +44,7 @@ def main() -> None:
 
 def _row(name: str, device: str, precision: str, batch: int, n_boxes: int) -> str:
     world = name == "embedded"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if world:
-            from pipelines.world.teacher import load_shipped_teacher
-
-            teacher = load_shipped_teacher(device, precision)[0]
-        else:
-            teacher = OpenCLIPTeacher(name, None, precision=precision, device=device)
+    teacher = real_teacher(name, device, precision)
     (h, w), (lo, span), dense_args = ((96, 96), (6, 30), {"size": (96, 96), "output_stride": 8}) if world else \
         ((480, 640), (20, 100), {"size": (448, 448)})
     images = torch.rand(batch, 3, h, w, device=device)
