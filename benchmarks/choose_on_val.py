@@ -11,7 +11,11 @@ Runs, at the demo's budget and seeds, on the demo's world (cached like the demo'
 - the pseudo-box labeller's ``refine`` (proposals moved by the proposer's box regression or not), ``gold_iou`` in
   {0.5 (default), 0.1} and score threshold in {0.7, 0.5, 0.3}: teacher pseudo boxes on the **val** images (whose novel
   boxes are known) -> precision / recall / F1 at IoU 0.5;
-- the ViLD-image loss weight in {0.1, 0.25, 0.5 (paper)} for ViLD (text + image) and for ViLD-ensemble -> val AP50.
+- the ViLD-image loss weight in {0.1, 0.25, 0.5 (paper)} for ViLD (text + image) and for ViLD-ensemble -> val AP50;
+- the learning-rate schedule (``distill.lr_schedule``): a constant rate or the papers' own decay (LSeg / MaskCLIP+:
+  ``poly``; ViLD: ``step``), at the demo's budgets (``--seg-steps``, ``--schedule-det-steps``) -> val seen mIoU of LSeg
+  (the rule: seen classes only; MaskCLIP+ and dense distillation shown) and val AP50 base of ViLD-text (the rule; novel
+  shown).
 
 Prints one markdown table per question; the demo's defaults are the winners recorded in the README.
 """
@@ -25,7 +29,7 @@ from bench_common import demo_setting
 
 from distill.det_modules import ViLD
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIPPlus
-from pipelines.bench.detection import world_detector
+from pipelines.bench.detection import DET_LR_SCHEDULE, world_detector
 from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
 from pipelines.bench.segmentation import world_dense_cache, world_student
@@ -56,9 +60,11 @@ def main() -> None:
     parser.add_argument("--seg-steps", type=int, default=100)
     parser.add_argument("--det-steps", type=int, default=100)
     parser.add_argument("--det-batch-size", type=int, default=8)
+    parser.add_argument("--schedule-det-steps", type=int, default=200, help="detection steps of the schedule question (the demo's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip", nargs="*", choices=("seg", "dense", "det"), default=[],
-                        help="leave questions out: seg (MaskCLIP+), dense (dense distillation), det (every detection question)")
+    parser.add_argument("--skip", nargs="*", choices=("seg", "dense", "det", "schedule"), default=[],
+                        help="leave questions out: seg (MaskCLIP+), dense (dense distillation), det (every other detection "
+                             "question), schedule (the learning-rate schedule)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     world, teacher, trunk = demo_setting(args.seed, "choose-on-val", ("smp", "timm"))
@@ -71,6 +77,8 @@ def main() -> None:
         out.append(_choose_dense(teacher, world, smp_w, args))
     if "det" not in args.skip:
         out += _choose_det(teacher, world, timm_w, args)
+    if "schedule" not in args.skip:
+        out += _choose_schedule(teacher, world, smp_w, timm_w, args)
     print("\n".join(out))
 
 
@@ -115,7 +123,7 @@ def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
     rows, proposer, best = [], None, -1.0
     for tau in (0.01, 0.02, 0.05, 0.1):
         L.seed_everything(args.seed, verbose=False)
-        module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w, tau=tau), lr=1e-3)
+        module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w, tau=tau), lr=1e-3, lr_schedule=DET_LR_SCHEDULE)
         r = _validate(module, det_dm, args.det_steps)
         rows.append([tau, r["val/AP50_base"], r["val/AP50_novel"]])
         # the rule reads base classes only (best base AP50); the winner is the demo's ViLD-text, whose RPN proposes below
@@ -146,11 +154,41 @@ def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
         for weight in (0.1, 0.25, 0.5):
             L.seed_everything(args.seed, verbose=False)
             module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w, image_head=ensemble), lr=1e-3,
-                          image_weight=weight, image_regions=32, ensemble=ensemble)
+                          lr_schedule=DET_LR_SCHEDULE, image_weight=weight, image_regions=32, ensemble=ensemble)
             r = _validate(module, with_props, args.det_steps)
             rows.append(["ViLD-ensemble" if ensemble else "ViLD (text + image)", weight, r["val/AP50_base"], r["val/AP50_novel"]])
     out.append(_table(f"ViLD-image loss weight ({args.det_steps} steps, batch {args.det_batch_size}, val split)",
                       ["method", "image_weight", "AP50 base", "AP50 novel"], rows, 2))
+    return out
+
+
+def _choose_schedule(teacher, world, smp_w: str, timm_w: str, args) -> list[str]:
+    """Constant rate against the papers' decay, every segmentation method and ViLD-text, at the demo's settings."""
+    dense = {"teacher_size": (96, 96), "teacher_stride": 8}
+    cache = world_dense_cache(teacher, world, dense, progress=False)
+    seg_dm = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
+    methods = (("LSeg", LSeg, {}, False), ("MaskCLIP+", MaskCLIPPlus, {"self_train_after": 0.5}, False),
+               ("dense distillation (second head)", LSegDenseDistill,
+                {"distill_weight": 1.5, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0}, True))
+    rows = []
+    for schedule in ("constant", "poly"):
+        for name, cls, extra, image_head in methods:
+            L.seed_everything(args.seed, verbose=False)
+            student = world_student(teacher.embed_dim, args.seed, encoder_weights=smp_w, image_head=image_head)
+            module = cls(teacher, student, lr=1e-3, encoder_lr=1e-4, lr_schedule=schedule, **dense, **extra)
+            r = _validate(module, seg_dm, args.seg_steps)
+            rows.append([schedule, name, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]])
+    out = [_table(f"Segmentation learning-rate schedule ({args.seg_steps} steps, val split; rule: LSeg seen mIoU)",
+                  ["lr_schedule", "method", "seen", "unseen", "hIoU"], rows, 2)]
+    det_dm = WorldDetDataModule(str(world), batch_size=args.det_batch_size)
+    rows = []
+    for schedule in ("constant", "step"):
+        L.seed_everything(args.seed, verbose=False)
+        module = ViLD(teacher, world_detector(teacher.embed_dim, args.seed, timm_w), lr=1e-3, lr_schedule=schedule)
+        r = _validate(module, det_dm, args.schedule_det_steps)
+        rows.append([schedule, r["val/AP50_base"], r["val/AP50_novel"]])
+    out.append(_table(f"ViLD-text learning-rate schedule ({args.schedule_det_steps} steps, batch {args.det_batch_size}, val split; "
+                      "rule: AP50 base)", ["lr_schedule", "AP50 base", "AP50 novel"], rows))
     return out
 
 

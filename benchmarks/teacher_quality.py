@@ -1,5 +1,6 @@
 """The embedded teacher's three zero-shot figures (issue targets): tight-crop accuracy (mean and worst class),
-ViLD's 1x + 1.5x crop average, and MaskCLIP dense mIoU (seen / unseen / hIoU) on a world split.
+ViLD's 1x + 1.5x crop average, and MaskCLIP dense mIoU (seen / unseen / hIoU) on a world split; and where the dense
+map's background mistakes lie (background pixels named as an object within 8 px of an object, and farther).
 
     python benchmarks/teacher_quality.py                       # the shipped teacher, world test split
     python benchmarks/teacher_quality.py --teacher runs/teacher --split val --crop-seed 1   # choosing a recipe
@@ -17,14 +18,15 @@ import torch
 from pipelines.bench.mission import demo_spec
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
-from pipelines.world.zeroshot import crop_record, dense_miou
+from pipelines.world.zeroshot import crop_record, dense_background_errors, dense_miou
 
 
 def quality(teacher, classes, world: Path, split: str, crop_seed: int) -> dict:
     tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
     per_class = tight["per_class"]
     dense = dense_miou(teacher, world, split, size=(96, 96), output_stride=8)
-    return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
+    errors = dense_background_errors(teacher, world, split, size=(96, 96), output_stride=8)
+    return {**{f"background_{k}": v for k, v in errors.items()},"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")}}
 
 
@@ -50,6 +52,8 @@ def main() -> None:
     print(f"| {q['tight']:.1f} / {q['tight_worst']:.1f} | {q['vild_1x_1.5x']:.1f} | "
           f"{q['dense_mIoU_seen']:.1f} / {q['dense_mIoU_unseen']:.1f} / {q['dense_hIoU']:.1f} |")
     print("per class (tight):", {k: round(v, 1) for k, v in q["tight_per_class"].items()})
+    print(f"dense map, background pixels named as an object: {q['background_near_error']:.1f} % within 8 px of an object "
+          f"({q['background_near_share']:.1f} % of the background), {q['background_far_error']:.1f} % farther away")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torchvision.ops import batched_nms
 from teachers.prompts import text_embeddings
 
 from .det_losses import crop_class_scores, remap_labels, vild_image_loss
+from .lr_schedule import LRSchedule, with_schedule
 from .metrics import LVISDetectionAP, OpenVocabDetectionAP
 from .regions import teacher_region_embeddings
 from .teacher_student import TeacherStudentModule
@@ -45,6 +46,8 @@ class OpenVocabDetModule(TeacherStudentModule):
         lvis_json: str | None = None,
         region_teacher: Literal["crop", "dense"] = "crop",
         region_stride: int | None = None,
+        lr_schedule: LRSchedule = "constant",
+        warmup_steps: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
@@ -96,8 +99,11 @@ class OpenVocabDetModule(TeacherStudentModule):
         return teacher_region_embeddings(self.teacher, images, boxes, scales, hp.region_teacher, hp.region_stride)
 
     def configure_optimizers(self):
+        """AdamW, with the learning-rate schedule ``lr_schedule`` (ViLD's own: ``step``; see distill.lr_schedule)."""
+        hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        return with_schedule(opt, hp.lr_schedule, lambda: self.trainer.estimated_stepping_batches, hp.warmup_steps)
 
     # ------------------------------------------------------------------ evaluation
     def detect(self, images: list[Tensor]) -> list[dict]:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from students.ensemble import vild_blend
 from teachers.prompts import text_embeddings
 
+from .lr_schedule import LRSchedule, with_schedule
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
 from .seg_losses import (
@@ -67,6 +68,8 @@ class OpenVocabSegModule(TeacherStudentModule):
         teacher_stride: int | None = None,
         teacher_mode: Literal["maskclip", "value_only", "clearclip"] = "maskclip",
         encoder_lr: float | None = None,
+        lr_schedule: LRSchedule = "constant",
+        warmup_steps: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher", "student"])
@@ -168,15 +171,17 @@ class OpenVocabSegModule(TeacherStudentModule):
 
     def configure_optimizers(self):
         """AdamW; a pre-trained encoder (``student.net.encoder``) may get its own ``encoder_lr`` (LSeg uses a
-        lower backbone rate)."""
+        lower backbone rate); both follow ``lr_schedule`` (LSeg's and MaskCLIP+'s own: ``poly``; distill.lr_schedule)."""
         hp = self.hparams
         trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
         if hp.encoder_lr is None:
-            return torch.optim.AdamW([p for _, p in trainable], lr=hp.lr, weight_decay=hp.weight_decay)
-        enc = [p for n, p in trainable if n.startswith("net.encoder.")]
-        rest = [p for n, p in trainable if not n.startswith("net.encoder.")]
-        groups = [{"params": rest}, {"params": enc, "lr": hp.encoder_lr}]
-        return torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW([p for _, p in trainable], lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            enc = [p for n, p in trainable if n.startswith("net.encoder.")]
+            rest = [p for n, p in trainable if not n.startswith("net.encoder.")]
+            groups = [{"params": rest}, {"params": enc, "lr": hp.encoder_lr}]
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        return with_schedule(opt, hp.lr_schedule, lambda: self.trainer.estimated_stepping_batches, hp.warmup_steps)
 
     # ------------------------------------------------------------------ training
     def seen_loss(self, batch: dict, emb: Tensor | None = None) -> tuple[Tensor, Tensor]:

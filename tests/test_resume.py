@@ -1,5 +1,6 @@
 """Kill and resume: a run SIGKILLed mid-epoch and resumed from ``last.ckpt`` ends with the weights and test
-metrics of the uninterrupted run (one segmentation method, one detection method, ``pretrain-teacher``).
+metrics of the uninterrupted run (one segmentation method, one detection method, ``pretrain-teacher``). The two
+methods train with decaying learning rates (poly, step), so the scheduler's position must survive the kill too.
 
 Each run is a real ``ovdistill`` process. The kill lands one step after a checkpoint, so that step is lost and
 redone, and the resumed run crosses an epoch boundary."""
@@ -22,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS, EVERY, KILL = 12, 2, 5  # tiny world: 16 train images, batch 2 -> 8 batches an epoch; resume at step 4
 METHODS = {
     "seg": ["-c", "configs/seg/world.yaml", "-c", "configs/seg/method/maskclip_plus.yaml",
-            "--model.init_args.student.init_args.encoder_weights", "null"],
+            "--model.init_args.student.init_args.encoder_weights", "null", "--model.init_args.lr_schedule", "poly"],
     "det": ["-c", "configs/det/world.yaml", "-c", "configs/det/method/vild_text.yaml",
-            "--model.init_args.student.init_args.weights", "null"],
+            "--model.init_args.student.init_args.weights", "null", "--model.init_args.lr_schedule", "step"],
 }
 
 

@@ -22,7 +22,7 @@ from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
 
 SEG_STEPS, DET_STEPS = 100, 80
 SEG_MARGIN, DENSE_SEEN_COST = 15.0, 8.0
-DET_BAR, ENSEMBLE_GAIN, PSEUDO_MARGIN, PSEUDO_PRECISION = 10.0, 4.0, 3.0, 40.0
+DET_BAR, ENSEMBLE_GAIN, PSEUDO_MARGIN, PSEUDO_PRECISION, PSEUDO_RECALL = 10.0, 4.0, 3.0, 25.0, 20.0
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +75,23 @@ def test_vild_ensemble_and_pseudo_boxes_find_novel_objects(setting):
     base_only, text, ensemble = by["base-only detector"], by["ViLD-text"], by["ViLD-ensemble"]
     assert base_only["AP50_novel"] == 0.0  # closed vocabulary: novel classes cannot be named
     assert base_only["AP50_base"] > 5.0, rows  # ... but it did learn the base classes
-    # the bar for novel AP50 (measured 17.5; teacher on proposals 15.7; a noise region teacher 9.1)
+    # the bar for novel AP50 (measured 22.0 at ViLD's step decay, 17.5 at a constant rate; teacher on
+    # proposals 17.2; a noise region teacher 9.1 at a constant rate)
     assert ensemble["AP50_novel"] >= DET_BAR, rows
-    # what the region teacher adds through the image head, over the text head alone (measured: novel 17.5 vs 6.6, all
-    # classes 35.1 vs 18.9; with the region teacher's embeddings replaced by noise 9.1 and 20.2: the blend alone
-    # lifts AP a little, the teacher much more)
+    # what the region teacher adds through the image head, over the text head alone (measured: novel 22.0 vs 4.9, all
+    # classes 38.2 vs 12.0; at a constant rate 17.5 vs 6.6 and 35.1 vs 18.9, and with the region teacher's embeddings
+    # replaced by noise 9.1 and 20.2: the blend alone lifts AP a little, the teacher much more)
     assert ensemble["AP50_novel"] >= text["AP50_novel"] + ENSEMBLE_GAIN, rows
     assert ensemble["AP50"] >= text["AP50"] + 8.0, rows
-    # pseudo boxes transfer less at this budget (measured 8.8: below the bar, README)
+    # pseudo boxes transfer less at this budget (measured 11.6; 8.8 at a constant rate)
     assert by["pseudo-box self-training"]["AP50_novel"] >= base_only["AP50_novel"] + PSEUDO_MARGIN, rows
-    # ... and it is the teacher that names the novel objects: the demo's labeller on the test images, whose novel
-    # boxes are known (measured precision 48.9, recall 37.7; a noise region teacher's labels are near chance)
+    # ... and it is the teacher that names the novel objects: the demo's labeller (gold_iou 0.1, threshold 0.3) on the
+    # test images, whose novel boxes are known (measured precision 36.6, recall 42.1; with the region teacher's
+    # embeddings replaced by noise 8.0 and 5.3)
     labeller = {k: inspect.signature(run_det_methods).parameters[f"pseudo_{k}"].default for k in ("threshold", "gold_iou", "refine")}
     precision, recall = pseudo_box_quality(
         teacher, modules["ViLD-text"].student, WorldDetDataModule(str(world), batch_size=16), "test", top_proposals=32,
         score_threshold=labeller["threshold"], gold_iou=labeller["gold_iou"], refine=labeller["refine"],
     )
     print(f"pseudo boxes on test images: precision {precision:.1f}, recall {recall:.1f}")
-    assert precision >= PSEUDO_PRECISION and recall >= 10.0, (precision, recall)
+    assert precision >= PSEUDO_PRECISION and recall >= PSEUDO_RECALL, (precision, recall)

@@ -30,9 +30,11 @@ from pipelines.offline.pseudo_labels import save_pseudo_labels, teacher_pseudo_l
 from students import RegionEmbeddingDetector
 
 DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
+#: the world detectors' learning-rate schedule, chosen on val (``benchmarks/choose_on_val.py``: ViLD's step decay)
+DET_LR_SCHEDULE = "step"
 
 
-def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False, tau: float = 0.05) -> RegionEmbeddingDetector:
+def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False, tau: float = 0.02) -> RegionEmbeddingDetector:
     """Faster R-CNN on the teacher's trunk architecture (timm ResNet-10-T), sized for 96 px scenes.
 
     ``tau`` (ViLD: 0.01) and the other world settings are chosen on the val split by
@@ -53,18 +55,19 @@ def _row(name: str, result: dict) -> dict:
 
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
-    weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.5, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
-    workers: int = 1,
+    weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.25, ensemble_image_weight: float = 0.5, image_regions: int = 32,
+    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
+    workers: int = 1, lr_schedule: str = DET_LR_SCHEDULE,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
 
-    ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
+    ``image_weight`` / ``ensemble_image_weight``: the ViLD-image loss weight of the single-head ViLD and of ViLD-ensemble's
+    image head, chosen on the val split. ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
     (``benchmarks/choose_on_val.py``); ``pseudo_refine``: the labeller moves proposals by the proposer's box regression
     (chosen there too). ``prompts``: a learned prompt file every classifier uses instead of templates.
     ``log_dir``: TensorBoard curves, one run per method. ``workers``: 1 (default) trains one after another on all
     threads; more trains side by side, each in a one-thread process (``pipelines.bench.fit_side_by_side``; 0: one per
-    torch thread).
+    torch thread). ``lr_schedule``: every detector's learning-rate schedule (``distill.lr_schedule``), chosen on val.
     """
     out = Path(out).resolve()  # the data modules resolve relative paths against the world, not the cwd
     out.mkdir(parents=True, exist_ok=True)
@@ -102,8 +105,8 @@ def run_det_methods(
         L.seed_everything(seed, verbose=False)
         base_name = "base-only detector (closed vocabulary, no distillation)"
         trained = fit_and_test([
-            job(base_name, lambda: BaseOnlyDetector(teacher, detector(), class_names=dm.class_names, novel=dm.novel, lr=lr, prompts=prompts), dm),
-            job("ViLD-text", lambda: ViLD(teacher, detector(), lr=lr, prompts=prompts), dm),
+            job(base_name, lambda: BaseOnlyDetector(teacher, detector(), class_names=dm.class_names, novel=dm.novel, lr=lr, lr_schedule=lr_schedule, prompts=prompts), dm),
+            job("ViLD-text", lambda: ViLD(teacher, detector(), lr=lr, lr_schedule=lr_schedule, prompts=prompts), dm),
         ])
         proposer = trained["ViLD-text"].student
 
@@ -128,10 +131,11 @@ def run_det_methods(
         ))
         save_pseudo_labels(coco, pseudo)
         with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
-        vild = {"lr": lr, "image_weight": image_weight, "image_regions": image_regions, "prompts": prompts}
+        vild = {"lr": lr, "lr_schedule": lr_schedule, "image_regions": image_regions, "prompts": prompts}
         fit_and_test([
-            job("ViLD (text + image)", lambda: ViLD(teacher, detector(), **vild), with_props),
-            job("ViLD-ensemble", lambda: ViLD(teacher, detector(image_head=True), ensemble=True, **vild), with_props),
-            job("pseudo-box self-training (teacher labels)", lambda: PseudoBoxDetector(teacher, detector(), lr=lr, prompts=prompts), with_pseudo),
+            job("ViLD (text + image)", lambda: ViLD(teacher, detector(), image_weight=image_weight, **vild), with_props),
+            job("ViLD-ensemble", lambda: ViLD(teacher, detector(image_head=True), ensemble=True, image_weight=ensemble_image_weight, **vild),
+                with_props),
+            job("pseudo-box self-training (teacher labels)", lambda: PseudoBoxDetector(teacher, detector(), lr=lr, lr_schedule=lr_schedule, prompts=prompts), with_pseudo),
         ])
     return rows, modules

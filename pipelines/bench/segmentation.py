@@ -16,6 +16,9 @@ from pipelines.data.teacher_cache import INDEX
 from students import PixelEmbeddingSegmenter
 
 SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
+#: the world students' learning-rate schedule, chosen on val (``benchmarks/choose_on_val.py``: at 100 steps LSeg's poly
+#: decay costs the seen classes 3.6 points, so the rate stays constant)
+SEG_LR_SCHEDULE = "constant"
 
 #: (row name, module class, extra constructor arguments, student arguments). The demo's settings are chosen on the
 #: val split by benchmarks/choose_on_val.py (README): MaskCLIP+'s 10% switch point assumes schedules of thousands of
@@ -29,8 +32,8 @@ SEG_METHODS = (
 )
 
 
-#: the world students' decoders. ``FPN`` embeds at 1/4 resolution and upsamples the embeddings (smp's FPN head):
-#: half the step time of the full-resolution ``Unet`` (benchmarks/student_speed.py, README "Benchmarks")
+#: the world students' decoders. ``FPN`` embeds at 1/4 resolution and upsamples its class logits (LSeg's order):
+#: a quarter of the step time of the full-resolution ``Unet`` (benchmarks/student_speed.py, README "Benchmarks")
 WORLD_DECODERS = {
     "Unet": {"decoder_channels": [128, 64, 32, 16, 16]},
     "FPN": {"smp_kwargs": {"decoder_pyramid_channels": 64, "decoder_segmentation_channels": 64, "decoder_dropout": 0.0}},
@@ -69,7 +72,7 @@ def _row(name: str, result: dict) -> dict:
 def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
-    log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 1,
+    log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 1, lr_schedule: str = SEG_LR_SCHEDULE,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
@@ -78,7 +81,8 @@ def run_seg_methods(
     teacher's maps from a cache (``world_dense_cache``) instead of running the teacher every step. ``log_dir``:
     TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``). ``workers``:
     1 (default) trains one after another on all threads; more trains side by side, each in a one-thread process
-    (``pipelines.bench.fit_side_by_side``; 0: one per torch thread).
+    (``pipelines.bench.fit_side_by_side``; 0: one per torch thread). ``lr_schedule``: every student's learning-rate
+    schedule (``distill.lr_schedule``), chosen on val by ``benchmarks/choose_on_val.py``.
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
@@ -98,7 +102,7 @@ def run_seg_methods(
             def module():
                 student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch, **student_args)
                 encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
-                return cls(teacher, student, lr=lr, encoder_lr=encoder_lr, **teacher_args, **extra)
+                return cls(teacher, student, lr=lr, encoder_lr=encoder_lr, lr_schedule=lr_schedule, **teacher_args, **extra)
             return module
 
         jobs = [FitJob(name, build(cls, extra, student_args), cached if cls.uses_dense_teacher else dm, log_name=f"seg {name}")

@@ -14,6 +14,7 @@ pre-training steps.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import platform
 import shlex
@@ -34,6 +35,13 @@ from pipelines.bench.mission import (
 from pipelines.bench.report import finished_section, save_section, write_results
 from pipelines.bench.teacher_precision import CHOICES, teacher_precision
 from pipelines.world import write_world
+
+
+def chosen_settings(*functions) -> dict:
+    """The plain-valued keyword defaults of ``functions`` (the settings chosen on val live there): part of a section's
+    reuse key, so a release that changes one of them retrains instead of reusing an old table."""
+    return {f"{fn.__name__}.{k}": p.default for fn in functions for k, p in inspect.signature(fn).parameters.items()
+            if isinstance(p.default, (bool, int, float, str))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers, "threads": torch.get_num_threads(), "teacher_precision": precision}  # these change the floats
     overlays = []
     if "seg" not in args.skip:
-        from pipelines.bench.segmentation import SEG_COLUMNS, run_seg_methods
+        from pipelines.bench.segmentation import (
+            SEG_COLUMNS,
+            SEG_METHODS,
+            run_seg_methods,
+            world_student,
+        )
 
         seg_steps = 8 if args.quick else args.seg_steps
-        settings = {**base, "steps": seg_steps}
+        settings = {**base, "steps": seg_steps, "chosen": chosen_settings(run_seg_methods, world_student),
+                    "methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS]}
         seg_rows = finished_section(out, "segmentation", settings)
         if seg_rows is not None:
             print(f"[segmentation] reusing the finished section in {out / 'sections'} (same settings)")
@@ -118,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         sections[f"Segmentation on the world's test split (mIoU %, unseen = novel classes{suffix})"] = (seg_rows, SEG_COLUMNS)
         write_results(out, sections, meta)
     if "det" not in args.skip:
-        from pipelines.bench.detection import DET_COLUMNS, run_det_methods
+        from pipelines.bench.detection import (
+            DET_COLUMNS,
+            run_det_methods,
+            world_detector,
+        )
 
         det_steps = 6 if args.quick else args.det_steps
-        settings = {**base, "steps": det_steps, "batch_size": args.det_batch_size}
+        settings = {**base, "steps": det_steps, "batch_size": args.det_batch_size, "chosen": chosen_settings(run_det_methods, world_detector)}
         det_rows = finished_section(out, "detection", settings)
         if det_rows is not None:
             print(f"[detection] reusing the finished section in {out / 'sections'} (same settings)")

@@ -1,0 +1,71 @@
+"""The teacher's dense zero-shot figures on a world split (benchmarks/teacher_quality.py): mIoU and where the
+background mistakes lie, checked with stub teachers whose predictions are known, against numpy recomputations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+from pipelines.world.zeroshot import dense_background_errors, dense_miou
+
+SPLIT, NEAR = "test", 3
+
+
+def _labels(world) -> list[np.ndarray]:
+    return [np.array(Image.open(p)) for p in sorted((world / "labels" / SPLIT).glob("*.png"))]
+
+
+def _near_object(label: np.ndarray, near: int) -> np.ndarray:
+    """Pixels with an object pixel in their (2 near + 1)^2 window, by brute force over the padded windows."""
+    objects = np.pad((label > 0) & (label != 255), near)
+    return sliding_window_view(objects, (2 * near + 1, 2 * near + 1)).any(axis=(-1, -2))
+
+
+class StubTeacher:
+    """Plays back one prediction map per image, in the split's order, as one-hot logits."""
+
+    def __init__(self, maps: list[np.ndarray], classes: int = 9):
+        self.maps, self.classes, self.next = maps, classes, 0
+
+    def encode_text(self, names, templates):
+        assert len(names) == self.classes
+        return torch.zeros(len(names), 4)
+
+    def dense_logits(self, images, text, size=None, **refine):
+        maps = torch.from_numpy(np.stack(self.maps[self.next : self.next + len(images)]).astype(np.int64))
+        self.next += len(images)
+        return torch.nn.functional.one_hot(maps, self.classes).permute(0, 3, 1, 2).float()
+
+
+def test_background_errors_split_near_and_far_as_a_brute_force_count(tiny_world):
+    labels = _labels(tiny_world)
+    background = [lab == 0 for lab in labels]
+    near = [_near_object(lab, NEAR) for lab in labels]
+    share = 100 * sum((b & n).sum() for b, n in zip(background, near)) / sum(b.sum() for b in background)
+    assert 0 < share < 100
+
+    # an object everywhere: every background pixel is wrong, near or far
+    everywhere = dense_background_errors(StubTeacher([np.ones_like(lab) for lab in labels]), tiny_world, SPLIT, near=NEAR, batch=3)
+    assert everywhere == pytest.approx({"near_error": 100.0, "far_error": 100.0, "near_share": share})
+
+    # objects grown by exactly NEAR pixels: wrong on every near background pixel, right on every far one
+    grown = [np.where(n, 1, 0) for n in near]
+    ring = dense_background_errors(StubTeacher(grown), tiny_world, SPLIT, near=NEAR, batch=3)
+    assert ring == pytest.approx({"near_error": 100.0, "far_error": 0.0, "near_share": share})
+    # ... which a radius one pixel larger reads as partly right near objects
+    wider = dense_background_errors(StubTeacher(grown), tiny_world, SPLIT, near=NEAR + 1, batch=3)
+    assert wider["near_error"] < 100.0 and wider["far_error"] == 0.0
+
+
+def test_dense_miou_of_a_perfect_and_a_background_only_map(tiny_world):
+    labels = _labels(tiny_world)
+    perfect = dense_miou(StubTeacher([np.where(lab == 255, 0, lab) for lab in labels]), tiny_world, SPLIT, batch=3)
+    assert float(perfect["mIoU"]) == pytest.approx(100.0)
+    flat = dense_miou(StubTeacher([np.zeros_like(lab) for lab in labels]), tiny_world, SPLIT, batch=3)
+    # only the background has a non-zero IoU: |bg| / |pixels not ignored|, one class of those present
+    valid = np.concatenate([lab[lab != 255] for lab in labels])
+    present = len(np.unique(valid))
+    assert float(flat["mIoU"]) == pytest.approx(100 * (valid == 0).mean() / present, rel=1e-5)
+    assert float(flat["mIoU_unseen"]) == 0.0
