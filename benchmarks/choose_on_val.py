@@ -32,7 +32,7 @@ from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIPPlus
 from pipelines.bench.detection import DET_LR_SCHEDULE, world_detector
 from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
-from pipelines.bench.segmentation import world_dense_cache, world_student
+from pipelines.bench.segmentation import SEG_METHODS, world_dense_cache, world_student
 from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import save_proposals
@@ -167,14 +167,11 @@ def _choose_schedule(teacher, world, smp_w: str, timm_w: str, args) -> list[str]
     dense = {"teacher_size": (96, 96), "teacher_stride": 8}
     cache = world_dense_cache(teacher, world, dense, progress=False)
     seg_dm = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
-    methods = (("LSeg", LSeg, {}, False), ("MaskCLIP+", MaskCLIPPlus, {"self_train_after": 0.5}, False),
-               ("dense distillation (second head)", LSegDenseDistill,
-                {"distill_weight": 1.5, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0}, True))
     rows = []
     for schedule in ("constant", "poly"):
-        for name, cls, extra, image_head in methods:
+        for name, cls, extra, student_args in SEG_METHODS:  # the demo's methods, with its chosen settings
             L.seed_everything(args.seed, verbose=False)
-            student = world_student(teacher.embed_dim, args.seed, encoder_weights=smp_w, image_head=image_head)
+            student = world_student(teacher.embed_dim, args.seed, encoder_weights=smp_w, **student_args)
             module = cls(teacher, student, lr=1e-3, encoder_lr=1e-4, lr_schedule=schedule, **dense, **extra)
             r = _validate(module, seg_dm, args.seg_steps)
             rows.append([schedule, name, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]])

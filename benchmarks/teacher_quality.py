@@ -18,16 +18,16 @@ import torch
 from pipelines.bench.mission import demo_spec
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
-from pipelines.world.zeroshot import crop_record, dense_background_errors, dense_miou
+from pipelines.world.zeroshot import crop_record, dense_quality
 
 
 def quality(teacher, classes, world: Path, split: str, crop_seed: int) -> dict:
     tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
     per_class = tight["per_class"]
-    dense = dense_miou(teacher, world, split, size=(96, 96), output_stride=8)
-    errors = dense_background_errors(teacher, world, split, size=(96, 96), output_stride=8)
-    return {**{f"background_{k}": v for k, v in errors.items()},"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
-            **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")}}
+    dense = dense_quality(teacher, world, split, size=(96, 96), output_stride=8)
+    return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
+            **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")},
+            **{k: dense[k] for k in ("background_near_error", "background_far_error", "background_near_share")}}
 
 
 def main() -> None:

@@ -174,13 +174,12 @@ class OpenVocabSegModule(TeacherStudentModule):
         lower backbone rate); both follow ``lr_schedule`` (LSeg's and MaskCLIP+'s own: ``poly``; distill.lr_schedule)."""
         hp = self.hparams
         trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
-        if hp.encoder_lr is None:
-            opt = torch.optim.AdamW([p for _, p in trainable], lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
+        groups = [p for _, p in trainable]
+        if hp.encoder_lr is not None:
             enc = [p for n, p in trainable if n.startswith("net.encoder.")]
             rest = [p for n, p in trainable if not n.startswith("net.encoder.")]
             groups = [{"params": rest}, {"params": enc, "lr": hp.encoder_lr}]
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         return with_schedule(opt, hp.lr_schedule, lambda: self.trainer.estimated_stepping_batches, hp.warmup_steps)
 
     # ------------------------------------------------------------------ training

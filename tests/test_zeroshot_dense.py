@@ -1,5 +1,5 @@
-"""The teacher's dense zero-shot figures on a world split (benchmarks/teacher_quality.py): mIoU and where the
-background mistakes lie, checked with stub teachers whose predictions are known, against numpy recomputations."""
+"""The teacher's dense zero-shot figures on a world split (``dense_quality``, benchmarks/teacher_quality.py): mIoU and
+where the background mistakes lie, checked with stub teachers whose predictions are known, against numpy recomputations."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from pipelines.world.zeroshot import dense_background_errors, dense_miou
+from pipelines.world.zeroshot import dense_quality
 
 SPLIT, NEAR = "test", 3
 
@@ -39,6 +39,11 @@ class StubTeacher:
         return torch.nn.functional.one_hot(maps, self.classes).permute(0, 3, 1, 2).float()
 
 
+def _errors(maps, world, near):
+    q = dense_quality(StubTeacher(maps), world, SPLIT, near=near, batch=3)
+    return {k.removeprefix("background_"): v for k, v in q.items() if k.startswith("background_")}
+
+
 def test_background_errors_split_near_and_far_as_a_brute_force_count(tiny_world):
     labels = _labels(tiny_world)
     background = [lab == 0 for lab in labels]
@@ -47,23 +52,23 @@ def test_background_errors_split_near_and_far_as_a_brute_force_count(tiny_world)
     assert 0 < share < 100
 
     # an object everywhere: every background pixel is wrong, near or far
-    everywhere = dense_background_errors(StubTeacher([np.ones_like(lab) for lab in labels]), tiny_world, SPLIT, near=NEAR, batch=3)
+    everywhere = _errors([np.ones_like(lab) for lab in labels], tiny_world, NEAR)
     assert everywhere == pytest.approx({"near_error": 100.0, "far_error": 100.0, "near_share": share})
 
     # objects grown by exactly NEAR pixels: wrong on every near background pixel, right on every far one
     grown = [np.where(n, 1, 0) for n in near]
-    ring = dense_background_errors(StubTeacher(grown), tiny_world, SPLIT, near=NEAR, batch=3)
+    ring = _errors(grown, tiny_world, NEAR)
     assert ring == pytest.approx({"near_error": 100.0, "far_error": 0.0, "near_share": share})
     # ... which a radius one pixel larger reads as partly right near objects
-    wider = dense_background_errors(StubTeacher(grown), tiny_world, SPLIT, near=NEAR + 1, batch=3)
+    wider = _errors(grown, tiny_world, NEAR + 1)
     assert wider["near_error"] < 100.0 and wider["far_error"] == 0.0
 
 
 def test_dense_miou_of_a_perfect_and_a_background_only_map(tiny_world):
     labels = _labels(tiny_world)
-    perfect = dense_miou(StubTeacher([np.where(lab == 255, 0, lab) for lab in labels]), tiny_world, SPLIT, batch=3)
+    perfect = dense_quality(StubTeacher([np.where(lab == 255, 0, lab) for lab in labels]), tiny_world, SPLIT, batch=3)
     assert float(perfect["mIoU"]) == pytest.approx(100.0)
-    flat = dense_miou(StubTeacher([np.zeros_like(lab) for lab in labels]), tiny_world, SPLIT, batch=3)
+    flat = dense_quality(StubTeacher([np.zeros_like(lab) for lab in labels]), tiny_world, SPLIT, batch=3)
     # only the background has a non-zero IoU: |bg| / |pixels not ignored|, one class of those present
     valid = np.concatenate([lab[lab != 255] for lab in labels])
     present = len(np.unique(valid))

@@ -74,10 +74,17 @@ def crop_accuracy(
     return float(np.mean(list(per_class.values()))), per_class
 
 
-def _world_split(root, split: str, batch: int):
-    """(class names with background first, ids of the novel classes, batches of (images, labels)) of a world split."""
+@torch.no_grad()
+def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, templates="simple", batch: int = 32,
+                  **refine) -> dict:
+    """One MaskCLIP zero-shot pass of ``teacher`` over a world split (``refine`` goes to dense_logits): the mIoU keys
+    of ``OpenVocabMeanIoU`` (mIoU, mIoU_seen, mIoU_unseen, hIoU, ...) and where the background mistakes lie (the
+    largest class, so they decide the mIoU): ``background_near_error`` / ``background_far_error``, the share (%) of
+    background pixels named as an object within ``near`` px (Chebyshev) of an object and farther away, and
+    ``background_near_share``, the share of background pixels that are near."""
     from pathlib import Path
 
+    from distill.metrics import OpenVocabMeanIoU
     from pipelines.data.seg_folder import SegFolderDataset
 
     from .generate import load_spec
@@ -86,47 +93,26 @@ def _world_split(root, split: str, batch: int):
     spec = load_spec(root)
     names = ["background", *spec.classes]
     ds = SegFolderDataset(root / "images" / split, root / "labels" / split, len(names))
-
-    def batches():
-        for s in range(0, len(ds), batch):
-            items = [ds[i] for i in range(s, min(len(ds), s + batch))]
-            yield torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
-
-    return names, [names.index(c) for c in spec.novel], batches()
-
-
-@torch.no_grad()
-def dense_miou(teacher, root, split: str = "val", size=None, templates="simple", batch: int = 32, **refine) -> dict:
-    """MaskCLIP zero-shot mIoU (seen/unseen/hIoU) of ``teacher`` on a world split; ``refine`` goes to dense_logits."""
-    from distill.metrics import OpenVocabMeanIoU
-
-    names, unseen, batches = _world_split(root, split, batch)
-    metric = OpenVocabMeanIoU(len(names), unseen)
-    text = teacher.encode_text(names, templates)
-    for images, labels in batches:
-        logits = teacher.dense_logits(images, text, size=size, **refine)
-        metric.update(logits.argmax(1).cpu(), labels)
-    return metric.compute()
-
-
-@torch.no_grad()
-def dense_background_errors(teacher, root, split: str = "val", size=None, near: int = 8, templates="simple", batch: int = 32,
-                            **refine) -> dict:
-    """Where the MaskCLIP map's background mistakes lie (the largest class, so they decide the mIoU): the share (%) of
-    background pixels named as an object within ``near`` px (Chebyshev) of an object (``near_error``) and farther away
-    (``far_error``), and the share of background pixels that are near (``near_share``)."""
-    names, _, batches = _world_split(root, split, batch)
+    metric = OpenVocabMeanIoU(len(names), [names.index(c) for c in spec.novel])
     text = teacher.encode_text(names, templates)
     counts = torch.zeros(4, dtype=torch.long)  # near pixels, near errors, far pixels, far errors
-    for images, labels in batches:
+    for s in range(0, len(ds), batch):
+        items = [ds[i] for i in range(s, min(len(ds), s + batch))]
+        images = torch.stack([it["image"] for it in items])
+        labels = torch.stack([it["label"] for it in items])
         pred = teacher.dense_logits(images, text, size=size, **refine).argmax(1).cpu()
-        background = labels == 0
-        objects = ((labels > 0) & (labels < len(names))).float()[:, None]
-        close = F.max_pool2d(objects, 2 * near + 1, stride=1, padding=near)[:, 0] > 0
-        wrong = background & (pred != 0)
-        for k, where in enumerate((background & close, background & ~close)):
-            counts[2 * k] += int(where.sum())
-            counts[2 * k + 1] += int((wrong & where).sum())
+        metric.update(pred, labels)
+        counts += _background_error_counts(pred, labels, len(names), near)
     near_px, near_err, far_px, far_err = counts.tolist()
-    return {"near_error": 100 * near_err / max(1, near_px), "far_error": 100 * far_err / max(1, far_px),
-            "near_share": 100 * near_px / max(1, near_px + far_px)}
+    return {**metric.compute(), "background_near_error": 100 * near_err / max(1, near_px),
+            "background_far_error": 100 * far_err / max(1, far_px), "background_near_share": 100 * near_px / max(1, near_px + far_px)}
+
+
+def _background_error_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, near: int) -> torch.Tensor:
+    """[near background pixels, of them named as an object, far background pixels, of them named as an object]."""
+    background = labels == 0
+    objects = ((labels > 0) & (labels < num_classes)).float()[:, None]
+    close = F.max_pool2d(objects, 2 * near + 1, stride=1, padding=near)[:, 0] > 0
+    wrong = background & (pred != 0)
+    near_px, far_px = background & close, background & ~close
+    return torch.tensor([int(near_px.sum()), int((wrong & near_px).sum()), int(far_px.sum()), int((wrong & far_px).sum())])
