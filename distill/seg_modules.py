@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from students.ensemble import vild_blend
+from teachers.pamr import PAMR_DILATIONS
 from teachers.prompts import text_embeddings
 
 from .lr_schedule import LRSchedule, with_schedule
@@ -247,13 +248,17 @@ class LSegDenseDistill(OpenVocabSegModule):
 
 
 class MaskCLIP(OpenVocabSegModule):
-    """Training-free MaskCLIP: the teacher's dense logits are the prediction (baseline row)."""
+    """Training-free MaskCLIP: the teacher's dense logits are the prediction (baseline row).
+
+    ``smooth`` / ``denoise``: MaskCLIP's key smoothing and prompt denoising. ``pamr_steps > 0``: the upsampled
+    probabilities are then refined by PAMR guided by the image (``teachers.pamr``; ``pamr_dilations``)."""
 
     uses_dense_teacher = True
 
     def __init__(
         self, teacher: nn.Module, student: nn.Module | None = None, *args, denoise: float | None = None, smooth: bool = False,
-        smooth_affinity: Literal["official", "cosine"] = "official", **kwargs,
+        smooth_affinity: Literal["official", "cosine"] = "official", pamr_steps: int = 0,
+        pamr_dilations: tuple[int, ...] = PAMR_DILATIONS, **kwargs,
     ):
         if student is not None:
             raise ValueError("MaskCLIP is training-free and has no student: set student: null (configs/seg/method/maskclip.yaml does)")
@@ -264,7 +269,8 @@ class MaskCLIP(OpenVocabSegModule):
         hp = self.hparams
         return self.teacher.dense_logits(
             images, self.text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride,
-            denoise=hp.denoise, smooth=hp.smooth, smooth_affinity=hp.smooth_affinity,
+            denoise=hp.denoise, smooth=hp.smooth, smooth_affinity=hp.smooth_affinity, pamr_steps=hp.pamr_steps,
+            pamr_dilations=tuple(hp.pamr_dilations),
         )
 
     def configure_optimizers(self):

@@ -27,6 +27,7 @@ from .factory import (
     weights_fingerprint,
 )
 from .image_ops import check_boxes, check_images, context_boxes, crop_and_resize, to_rois, whole_image_boxes
+from .pamr import PAMR_DILATIONS, pamr
 from .refine import refine_logits
 from .region_pool import pool_regions
 from .side_by_side import map_side_by_side
@@ -255,17 +256,27 @@ class OpenCLIPTeacher(nn.Module):
         smooth: bool = False,
         output_size: tuple[int, int] | None = None,
         smooth_affinity: Literal["official", "cosine"] = "official",
+        pamr_steps: int = 0,
+        pamr_dilations: tuple[int, ...] = PAMR_DILATIONS,
     ) -> Tensor:
         """Zero-shot segmentation scores ``[B, K, H, W]``: cosine(dense feature, text), then (MaskCLIP's order)
         prompt denoising (threshold ``denoise``) and key smoothing, upsampled to ``output_size``. With
-        smoothing the scores are ``log(smoothed probabilities) / 100`` (logit scale; same arg-max)."""
+        smoothing the scores are ``log(smoothed probabilities) / 100`` (logit scale; same arg-max).
+
+        ``pamr_steps > 0`` then refines the upsampled probabilities ``softmax(100 * scores)`` with PAMR
+        (:mod:`teachers.pamr`) guided by the image at the output size; the scores are ``log(refined) / 100``."""
         feats, keys = self.encode_dense_with_keys(images, mode, size, output_stride)
         if text.shape[-1] != feats.shape[1]:
             raise ValueError(f"text embeddings have dim {text.shape[-1]} but the teacher's dense dim is {feats.shape[1]}")
         logits = torch.einsum("bdhw,kd->bkhw", feats, text.to(feats))
         logits = refine_logits(logits, keys, denoise, smooth, smooth_affinity)
         out = output_size or tuple(images.shape[-2:])
-        return F.interpolate(logits, size=out, mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=out, mode="bilinear", align_corners=False)
+        if not pamr_steps:
+            return logits
+        guide = images if tuple(images.shape[-2:]) == tuple(out) else F.interpolate(images, size=out, mode="bilinear", align_corners=False)
+        refined = pamr(guide.to(logits.device, torch.float32), (100.0 * logits.float()).softmax(dim=1), pamr_steps, pamr_dilations)
+        return refined.clamp_min(1e-12).log() / 100.0
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, embed_dim={self.embed_dim}, image_size={self.image_size}, precision={self.precision}"

@@ -2,7 +2,7 @@
 (``test_every_config_file_is_in_a_tested_combination``). The README lists the same commands."""
 from __future__ import annotations
 
-SEG_METHODS = ("lseg", "dense_distill", "dense_distill_ensemble", "maskclip", "maskclip_plus")
+SEG_METHODS = ("lseg", "dense_distill", "dense_distill_ensemble", "maskclip", "maskclip_pamr", "maskclip_plus")
 DET_METHODS = ("vild_text", "vild", "vild_ensemble", "pseudo_box")
 
 #: (base, data or None, method) -> -c files in order

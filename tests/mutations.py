@@ -122,6 +122,11 @@ MUTATIONS = [
     ("teacher's near-object background band one pixel short", "pipelines/world/zeroshot.py",
      "F.max_pool2d(objects, 2 * near + 1, stride=1, padding=near)", "F.max_pool2d(objects, 2 * near - 1, stride=1, padding=near - 1)",
      "tests/test_zeroshot_dense.py"),
+    ("PAMR's affinity spread by the variance instead of the standard deviation", "teachers/pamr.py",
+     "sigma = torch.cat([near, image[:, :, None]], dim=2).std(dim=2, keepdim=True)",
+     "sigma = torch.cat([near, image[:, :, None]], dim=2).var(dim=2, keepdim=True)", "tests/test_pamr.py"),
+    ("PAMR's refinement left out of dense_logits", "teachers/openclip.py",
+     "        if not pamr_steps:\n            return logits", "        if True:\n            return logits", "tests/test_pamr.py"),
     # a transfer test that passes with a noise teacher proves nothing: replace the teacher's signal by noise
     ("dense teacher signal replaced by noise", "teachers/dense.py",
      "    return feat.permute(0, 3, 1, 2), fmap", "    return torch.randn_like(feat.permute(0, 3, 1, 2)), fmap",

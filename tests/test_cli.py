@@ -49,8 +49,10 @@ def test_every_composed_config_parses(files):
     want = next(y["model"]["class_path"] for y in (yaml.safe_load(Path(f).read_text()) for f in reversed(files)) if "model" in y)
     assert cfg["model"]["class_path"] == want
     assert cfg["model"]["init_args"]["teacher"]["class_path"]  # the base file's teacher survives the method's class_path
-    if method == "maskclip":
+    if method in ("maskclip", "maskclip_pamr"):
         assert cfg["model"]["init_args"]["student"] is None
+    if method == "maskclip_pamr":
+        assert cfg["model"]["init_args"]["pamr_steps"] == 10 and cfg["model"]["init_args"]["smooth"] is True
     if method == "vild_ensemble":
         assert cfg["model"]["init_args"]["student"]["init_args"]["image_head"] is True
     if "configs/det/real.yaml" in files:  # ViLD's inference: every score kept; LVIS evaluates 300 detections

@@ -37,7 +37,8 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert used.keys() == shipped.keys() and all(torch.equal(used[k], shipped[k]) for k in shipped)
     seg = next(rows for title, rows in results["sections"].items() if title.startswith("Segmentation"))
     methods = [r["method"] for r in seg]
-    assert methods[0].startswith("MaskCLIP") and any("MaskCLIP+" in m for m in methods) and len(methods) == 4
+    assert methods[0].startswith("MaskCLIP (") and methods[1].startswith("MaskCLIP + PAMR") and len(methods) == 5
+    assert any("MaskCLIP+" in m for m in methods)
     for row in seg:
         assert 0.0 <= row["mIoU_seen"] <= 100.0 and not math.isnan(row["mIoU_seen"])
     det = next(rows for title, rows in results["sections"].items() if title.startswith("Detection"))
@@ -51,7 +52,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert {c["name"] for c in pseudo["categories"]} == {"star", "heart", "ring"}
     assert "| method |" in (out / "results.md").read_text()
     sheets = sorted(p.name for p in (out / "overlays").glob("*.png"))
-    assert len(sheets) == 5 and "all methods.png" in sheets, sheets  # one per method + the comparison
+    assert len(sheets) == 6 and "all methods.png" in sheets, sheets  # one per method + the comparison
     assert (tmp_path / "cache").is_dir()
     caches = list((tmp_path / "cache").glob("teacher-dense-*/index.json"))
     assert len(caches) == 1, "the dense methods read the world's teacher cache"

@@ -19,6 +19,9 @@ SEG_COLUMNS = ["method", "mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"]
 #: the world students' learning-rate schedule, chosen on val (``benchmarks/choose_on_val.py``: at 100 steps LSeg's poly
 #: decay costs the seen classes 3.6 points, so the rate stays constant)
 SEG_LR_SCHEDULE = "constant"
+#: the training-free MaskCLIP + PAMR row: the teacher's map at this input size and output stride (no key smoothing or
+#: prompt denoising), refined by PAMR's authors' 10 steps; chosen on val (``benchmarks/choose_on_val.py``, README)
+PAMR_SIZE, PAMR_STRIDE, PAMR_STEPS = 160, 16, 10
 
 #: (row name, module class, extra constructor arguments, student arguments). The demo's settings are chosen on the
 #: val split by benchmarks/choose_on_val.py (README): MaskCLIP+'s 10% switch point assumes schedules of thousands of
@@ -73,6 +76,7 @@ def run_seg_methods(
     teacher, world, steps: int = 300, seed: int = 0, progress: bool = True, batch_size: int = 16,
     encoder_weights: str | None = None, lr: float = 1e-3, prompts: str | None = None, teacher_cache: bool = True,
     log_dir: str | Path | None = None, student_arch: str = "FPN", workers: int = 1, lr_schedule: str = SEG_LR_SCHEDULE,
+    pamr_steps: int = PAMR_STEPS, pamr_size: int = PAMR_SIZE, pamr_stride: int = PAMR_STRIDE,
 ):
     """Rows (MaskCLIP first, then each trained method) and the trained modules, scored on the test split.
 
@@ -82,7 +86,9 @@ def run_seg_methods(
     TensorBoard curves, one run per method. ``student_arch``: the students' decoder (``WORLD_DECODERS``). ``workers``:
     1 (default) trains one after another on all threads; more trains side by side, each in a one-thread process
     (``pipelines.bench.fit_side_by_side``; 0: one per torch thread). ``lr_schedule``: every student's learning-rate
-    schedule (``distill.lr_schedule``), chosen on val by ``benchmarks/choose_on_val.py``.
+    schedule (``distill.lr_schedule``), chosen on val by ``benchmarks/choose_on_val.py``. ``pamr_steps`` (0: no row),
+    ``pamr_size``, ``pamr_stride``: the second training-free row, MaskCLIP's map at that input size and output stride
+    refined by PAMR (``teachers.pamr``), chosen on val by ``benchmarks/choose_on_val.py``.
     """
     teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
@@ -98,6 +104,11 @@ def run_seg_methods(
         result = bench_trainer(1, progress).test(baseline, dm, verbose=False)[0]
         rows.append(_row("MaskCLIP (teacher, training-free)", result))
         modules["MaskCLIP"] = baseline
+        if pamr_steps and teacher.dense_modes():
+            refined = MaskCLIP(teacher, **{**teacher_args, "teacher_size": (pamr_size, pamr_size), "teacher_stride": pamr_stride},
+                               pamr_steps=pamr_steps)
+            rows.append(_row("MaskCLIP + PAMR (teacher, training-free)", bench_trainer(1, progress).test(refined, dm, verbose=False)[0]))
+            modules["MaskCLIP + PAMR"] = refined
         def build(cls, extra: dict, student_args: dict):
             def module():
                 student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch, **student_args)
