@@ -51,6 +51,8 @@ def test_segmentation_distillation_beats_lseg_on_unseen(setting):
     assert plus >= 3 * lseg["mIoU_unseen"] and plus >= lseg["mIoU_unseen"] + SEG_MARGIN, rows
     # MaskCLIP+ beats its own teacher read densely (the paper's central claim): measured 52.1 vs 19.6
     assert plus > maskclip["mIoU_unseen"] + 5.0, rows
+    # the teacher's map refined by PAMR meets the dense bar (25 unseen): measured 49.2 (raw map 19.6)
+    assert by["MaskCLIP + PAMR"]["mIoU_unseen"] >= 25.0, rows
     # dense distillation into a second head transfers, the same bar: measured 33.8 vs 1.9; its distillation target
     # replaced by noise fails here (tests/mutations.py "dense distillation target")
     assert dense >= 3 * lseg["mIoU_unseen"] and dense >= lseg["mIoU_unseen"] + SEG_MARGIN, rows
@@ -75,18 +77,18 @@ def test_vild_ensemble_and_pseudo_boxes_find_novel_objects(setting):
     base_only, text, ensemble = by["base-only detector"], by["ViLD-text"], by["ViLD-ensemble"]
     assert base_only["AP50_novel"] == 0.0  # closed vocabulary: novel classes cannot be named
     assert base_only["AP50_base"] > 5.0, rows  # ... but it did learn the base classes
-    # the bar for novel AP50 (measured 22.0 at ViLD's step decay, 17.5 at a constant rate; teacher on
-    # proposals 17.2; a noise region teacher 9.1 at a constant rate)
+    # the bar for novel AP50 (measured 23.0 with the val-chosen lr 5e-4 / tau 0.05, 22.0 at lr 1e-3 with ViLD's
+    # step decay, 17.5 at a constant rate; teacher on proposals 14.2 (17.2 before); a noise region teacher 9.1 at a constant rate)
     assert ensemble["AP50_novel"] >= DET_BAR, rows
     # what the region teacher adds through the image head, over the text head alone (measured: novel 22.0 vs 4.9, all
-    # classes 38.2 vs 12.0; at a constant rate 17.5 vs 6.6 and 35.1 vs 18.9, and with the region teacher's embeddings
+    # classes 38.2 vs 12.0 at lr 1e-3; 23.0 vs 8.5 and 39.2 vs 19.3 at lr 5e-4; at a constant rate 17.5 vs 6.6 and 35.1 vs 18.9, and with the region teacher's embeddings
     # replaced by noise 9.1 and 20.2: the blend alone lifts AP a little, the teacher much more)
     assert ensemble["AP50_novel"] >= text["AP50_novel"] + ENSEMBLE_GAIN, rows
     assert ensemble["AP50"] >= text["AP50"] + 8.0, rows
-    # pseudo boxes transfer less at this budget (measured 11.6; 8.8 at a constant rate)
+    # pseudo boxes transfer less at this budget (measured 10.0 at lr 5e-4, 11.6 at 1e-3; 8.8 at a constant rate)
     assert by["pseudo-box self-training"]["AP50_novel"] >= base_only["AP50_novel"] + PSEUDO_MARGIN, rows
-    # ... and it is the teacher that names the novel objects: the demo's labeller (gold_iou 0.1, threshold 0.3) on the
-    # test images, whose novel boxes are known (measured precision 36.6, recall 42.1; a proposer trained as here
+    # ... and it is the teacher that names the novel objects: the demo's labeller (gold_iou 0.5, threshold 0.3) on the
+    # test images, whose novel boxes are known (measured precision 31.1, recall 53.5; the previous labeller 36.6 / 42.1; a proposer trained as here
     # labels with 37.3 / 38.6, and with the region teacher's embeddings replaced by noise 8.0 / 5.3)
     labeller = {k: inspect.signature(run_det_methods).parameters[f"pseudo_{k}"].default for k in ("threshold", "gold_iou", "refine")}
     precision, recall = pseudo_box_quality(

@@ -32,9 +32,11 @@ from students import RegionEmbeddingDetector
 DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
 #: the world detectors' learning-rate schedule, chosen on val (``benchmarks/choose_on_val.py``: ViLD's step decay)
 DET_LR_SCHEDULE = "step"
+#: the world detectors' AdamW learning rate, chosen on val with tau (``benchmarks/choose_on_val.py``)
+DET_LR = 5e-4
 
 
-def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False, tau: float = 0.02) -> RegionEmbeddingDetector:
+def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_head: bool = False, tau: float = 0.05) -> RegionEmbeddingDetector:
     """Faster R-CNN on the teacher's trunk architecture (timm ResNet-10-T), sized for 96 px scenes.
 
     ``tau`` (ViLD: 0.01) and the other world settings are chosen on the val split by
@@ -55,8 +57,8 @@ def _row(name: str, result: dict) -> dict:
 
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
-    weights: str | None = None, lr: float = 1e-3, image_weight: float = 0.25, ensemble_image_weight: float = 0.5, image_regions: int = 32,
-    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.1, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
+    weights: str | None = None, lr: float = DET_LR, image_weight: float = 0.1, ensemble_image_weight: float = 0.25, image_regions: int = 32,
+    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
     workers: int = 1, lr_schedule: str = DET_LR_SCHEDULE,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
