@@ -209,14 +209,12 @@ def _choose_pamr(teacher, world) -> str:
         return [f"{size} / {stride}", "yes" if refine else "no", steps, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]]
 
     rows = [score(96, 8, False, 0)]  # the demo's MaskCLIP row, for reference
-    grid = [score(size, stride, refine, 10) for size, stride in ((96, 8), (160, 16)) for refine in (False, True)]
-    best = max(grid, key=lambda r: r[4])
-    size, stride = (int(v) for v in best[0].split(" / "))
-    rows += grid + [score(size, stride, best[1] == "yes", 20)]
+    grid = {(size, stride, refine): score(size, stride, refine, 10) for size, stride in ((96, 8), (160, 16)) for refine in (False, True)}
+    best = max(grid, key=lambda k: grid[k][4])
+    rows += [*grid.values(), score(*best, 20)]
     return _table("MaskCLIP + PAMR (training-free; val split; rule: best unseen mIoU at 10 steps)",
                   ["input px / output stride", "key smoothing + prompt denoising", "PAMR steps", "seen", "unseen", "hIoU"], rows, 3)
 
 
 if __name__ == "__main__":
     main()
-

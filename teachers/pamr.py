@@ -23,11 +23,14 @@ PAMR_DILATIONS = (1, 2, 4, 8, 12, 24)
 _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
 
 
+def _shifted(padded: Tensor, d: int, h: int, w: int):
+    """The 8 ``[..., H, W]`` views of a map padded by ``d`` that hold each pixel's neighbour at offset ``d``."""
+    return [padded[..., d + dy * d : d + dy * d + h, d + dx * d : d + dx * d + w] for dy, dx in _OFFSETS]
+
+
 def _neighbours(x: Tensor, d: int) -> Tensor:
     """``[B, C, 8, H, W]``: the 8 neighbours of every pixel at offset ``d`` (replicate padding)."""
-    h, w = x.shape[-2:]
-    p = F.pad(x, [d] * 4, mode="replicate")
-    return torch.stack([p[..., d + dy * d : d + dy * d + h, d + dx * d : d + dx * d + w] for dy, dx in _OFFSETS], dim=2)
+    return torch.stack(_shifted(F.pad(x, [d] * 4, mode="replicate"), d, *x.shape[-2:]), dim=2)
 
 
 def pamr_affinity(image: Tensor, dilations=PAMR_DILATIONS) -> Tensor:
@@ -54,9 +57,8 @@ def pamr(image: Tensor, probs: Tensor, steps: int = 10, dilations=PAMR_DILATIONS
         # one neighbour at a time: stacking all 8 * len(dilations) shifted copies costs that many times the map's memory
         acc, n = torch.zeros_like(out), 0
         for d in dilations:
-            padded = F.pad(out, [d] * 4, mode="replicate")
-            for dy, dx in _OFFSETS:
-                acc.addcmul_(padded[..., d + dy * d : d + dy * d + h, d + dx * d : d + dx * d + w], weight[:, n : n + 1])
+            for near in _shifted(F.pad(out, [d] * 4, mode="replicate"), d, h, w):
+                acc.addcmul_(near, weight[:, n : n + 1])
                 n += 1
         out = acc
     return out
