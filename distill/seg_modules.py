@@ -266,12 +266,21 @@ class MaskCLIP(OpenVocabSegModule):
         self.save_hyperparameters(ignore=["teacher", "student"])
 
     def predict_logits(self, images: Tensor) -> Tensor:
+        """The teacher's refined dense logits over the whole image (the official ``test_cfg``, ``mode='whole'``) or,
+        with ``inference: slide``, averaged over ``crop`` windows every ``stride`` pixels (no padding: the teacher
+        resizes each window itself)."""
         hp = self.hparams
-        return self.teacher.dense_logits(
-            images, self.text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride,
-            denoise=hp.denoise, smooth=hp.smooth, smooth_affinity=hp.smooth_affinity, pamr_steps=hp.pamr_steps,
-            pamr_dilations=tuple(hp.pamr_dilations),
-        )
+
+        def fn(x: Tensor) -> Tensor:
+            return self.teacher.dense_logits(
+                x, self.text, mode=hp.teacher_mode, size=hp.teacher_size, output_stride=hp.teacher_stride,
+                denoise=hp.denoise, smooth=hp.smooth, smooth_affinity=hp.smooth_affinity, pamr_steps=hp.pamr_steps,
+                pamr_dilations=tuple(hp.pamr_dilations),
+            )
+
+        if hp.inference == "slide":
+            return slide_inference(fn, images, len(self.class_names), hp.crop, hp.stride, divisor=1)
+        return fn(images)
 
     def configure_optimizers(self):
         return None

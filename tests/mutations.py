@@ -127,6 +127,9 @@ MUTATIONS = [
      "sigma = torch.cat([near, image[:, :, None]], dim=2).var(dim=2, keepdim=True)", "tests/test_pamr.py"),
     ("PAMR's refinement left out of dense_logits", "teachers/openclip.py",
      "        if not pamr_steps:\n            return logits", "        if True:\n            return logits", "tests/test_pamr.py"),
+    ("MaskCLIP ignores inference: slide", "distill/seg_modules.py",
+     '        if hp.inference == "slide":\n            return slide_inference(fn, images, len(self.class_names), hp.crop, hp.stride, divisor=1)\n        return fn(images)',
+     "        return fn(images)", "tests/test_seg_parts.py"),
     # a transfer test that passes with a noise teacher proves nothing: replace the teacher's signal by noise
     ("dense teacher signal replaced by noise", "teachers/dense.py",
      "    return feat.permute(0, 3, 1, 2), fmap", "    return torch.randn_like(feat.permute(0, 3, 1, 2)), fmap",

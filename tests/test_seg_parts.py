@@ -10,7 +10,7 @@ from PIL import Image
 
 from distill.seg_inference import slide_inference, whole_inference
 from distill.seg_losses import dense_feature_loss, pseudo_labels, remap_to_subset
-from distill.seg_modules import LSeg
+from distill.seg_modules import LSeg, MaskCLIP
 from pipelines.data.seg_datamodule import SegFolderDataModule, WorldSegDataModule
 from pipelines.data.seg_folder import SegFolderDataset
 
@@ -119,6 +119,27 @@ def test_slide_inference_equals_whole_for_a_pointwise_predictor():
     whole = whole_inference(fn, images)
     torch.testing.assert_close(whole, fn(images))
     torch.testing.assert_close(slide_inference(fn, images, 4, crop=32, stride=20), whole)
+
+
+def test_maskclip_slides_its_teacher_over_windows_when_asked(vit_teacher):
+    """``inference: slide`` is honoured by training-free MaskCLIP (it used to be ignored): each window goes through the
+    teacher on its own, and the overlap is the mean of the two windows' logits."""
+    images = torch.rand(1, 3, 32, 56, generator=torch.Generator().manual_seed(0))
+    kw = {"class_names": ["background", "circle", "square"], "unseen": ["square"], "teacher_stride": 8}
+    whole, slide = MaskCLIP(vit_teacher, **kw), MaskCLIP(vit_teacher, inference="slide", crop=32, stride=24, **kw)
+    for m in (whole, slide):
+        m.setup("test")
+
+    def teacher(x):
+        return vit_teacher.dense_logits(x, whole.text, output_stride=8)
+
+    torch.testing.assert_close(whole.predict_logits(images), teacher(images))
+    left, right = teacher(images[..., :32]), teacher(images[..., 24:])  # windows at x = 0 and x = 24
+    got = slide.predict_logits(images)
+    torch.testing.assert_close(got[..., :24], left[..., :24])
+    torch.testing.assert_close(got[..., 32:], right[..., 8:])
+    torch.testing.assert_close(got[..., 24:32], (left[..., 24:] + right[..., :8]) / 2)
+    assert (got - teacher(images)).abs().max() > 1e-3  # windows differ from the whole image, so the checks above mean something
 
 
 def _write_pair(root, name, image, label):
