@@ -31,7 +31,7 @@ SEG_METHODS = (
     ("LSeg (seen labels only, no distillation)", LSeg, {}, {}),
     ("LSeg + dense distillation (distilled second head)", LSegDenseDistill,
      {"distill_weight": 1.5, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0}, {"image_head": True}),
-    ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.5}, {}),
+    ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.75}, {}),
 )
 
 
