@@ -17,6 +17,7 @@ from students.ensemble import vild_blend
 from teachers.pamr import PAMR_DILATIONS
 from teachers.prompts import text_embeddings
 
+from .dense_teacher import check_dense_teacher
 from .lr_schedule import LRSchedule, with_schedule
 from .metrics import OpenVocabMeanIoU
 from .seg_inference import slide_inference, whole_inference
@@ -29,19 +30,6 @@ from .seg_losses import (
 from .teacher_key import dense_cache_key, key_mismatch
 from .teacher_student import TeacherStudentModule
 from .vocabulary import Vocabulary
-
-
-def check_dense_teacher(teacher: nn.Module, mode: str, method: str) -> None:
-    """Methods built on the teacher's dense path refuse, at construction, a tower that has none."""
-    modes = teacher.dense_modes() if hasattr(teacher, "dense_modes") else ()
-    if mode not in modes:
-        tower = type(getattr(getattr(teacher, "model", None), "visual", None)).__name__
-        raise NotImplementedError(
-            f"{method} distils the teacher's dense (MaskCLIP) map with teacher_mode={mode!r}, but teacher "
-            f"{getattr(teacher, 'name', '?')} (vision tower {tower}) offers {list(modes) or 'no dense mode'}: the value path "
-            "is defined for open_clip ViT / ModifiedResNet towers and timm CNNs with an average-pool head, not for "
-            "attention-pool (SigLIP MAP) heads or timm ViTs such as EVA02. Use LSeg with this teacher, or a CLIP ViT/RN teacher"
-        )
 
 
 class OpenVocabSegModule(TeacherStudentModule):
