@@ -23,6 +23,9 @@ def image_tower_checksum(teacher: nn.Module) -> str:
 
 def dense_cache_key(teacher: nn.Module, mode: str, size, stride) -> dict:
     """Key of cached dense (MaskCLIP-path) maps: ``size`` None means the teacher's own input size."""
+    if size == "input":
+        raise ValueError("teacher_size: input runs the teacher at each view's own size, which a cache of whole training "
+                         "images cannot hold: cache with a fixed teacher_size, or run the teacher live")
     size = tuple(size) if size is not None else tuple(teacher.image_size)
     return {
         "kind": "dense",

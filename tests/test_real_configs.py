@@ -79,12 +79,12 @@ def _last(run: Path) -> Path:
 def test_seg_real_config(files, data, method, tmp_path):
     cfg = config_args(["configs/seg/real.yaml", f"configs/seg/data/{data}.yaml", f"configs/seg/method/{method}.yaml"])
     over = [*cfg, *TRAINER, "--model.init_args.teacher.init_args.pretrained", str(files["ViT-B-16-quickgelu"]),
-            "--model.init_args.templates", "simple", "--model.init_args.teacher_size", "[64, 64]",
-            "--model.init_args.crop", "64", "--model.init_args.stride", "48",
+            "--model.init_args.templates", "simple", "--model.init_args.crop", "64", "--model.init_args.stride", "48",
             "--data.init_args.root", str(files["data"] / SEG_ROOTS[data]), "--data.init_args.crop_size", "64",
+            "--data.init_args.img_scale", "[160, 64]",  # the configs' keep-ratio protocol at a reduced scale
             "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
-    if method not in ("maskclip", "maskclip_pamr"):  # training-free: test only
-        over += ["--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
+    if method not in ("maskclip", "maskclip_pamr"):  # training-free MaskCLIP keeps its teacher_size (input) and only tests
+        over += ["--model.init_args.teacher_size", "[64, 64]", "--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
         _run(["fit", *over, *FIT])
         _run(["test", *over, "--ckpt_path", str(_last(tmp_path))])
     else:

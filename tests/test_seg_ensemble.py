@@ -116,3 +116,29 @@ def test_ensemble_needs_a_student_with_an_image_head():
     teacher = make_teacher("ens-rn", TINY_RN)
     with pytest.raises(ValueError, match="image_head=True"):
         LSegDenseDistill(teacher, tiny_segmenter(teacher.embed_dim), class_names=NAMES, unseen=UNSEEN, ensemble=True, teacher_stride=8)
+
+
+def test_calibration_subtracts_gamma_from_seen_scores_in_evaluation():
+    teacher = make_teacher("ens-rn", TINY_RN)
+    torch.manual_seed(0)
+    module = _module(teacher, ensemble_lambda=1.0).eval()
+    module.set_buffer("text", F.normalize(torch.randn(4, teacher.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1))
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        raw = module.uncalibrated_logits(images)
+        module.hparams.calibration = -0.7
+        got = module.predict_logits(images)
+    seen = torch.tensor([name not in UNSEEN for name in NAMES]).view(1, -1, 1, 1)
+    torch.testing.assert_close(got, torch.where(seen, raw + 0.7, raw))  # Chao et al.: score - gamma * 1[seen]
+    # evaluation takes the arg-max of the calibrated scores: a huge gamma leaves only the unseen class, a negative one none
+    label = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(4))
+    c = NAMES.index("c")
+    for gamma, want_c in ((1e4, True), (-1e4, False)):
+        module.hparams.calibration = gamma
+        module.test_metric.reset()
+        with torch.no_grad():
+            module._evaluate({"image": images, "label": label}, module.test_metric)
+        iou = module.test_metric.compute()["IoU_per_class"]
+        want = ((label == c).sum() / label.numel() * 100).item() if want_c else 0.0
+        assert iou[c].item() == pytest.approx(want, abs=1e-3)
+        assert (iou[[0, 1, 2]] == 0).all().item() == want_c

@@ -124,7 +124,11 @@ class SplitLoaders:
 
     def _eval(self, split: str) -> DataLoader:
         _, batch, workers = self._batch_sizes()
-        return eval_loader(self.dataset(split), batch, self.collate, workers)
+        return eval_loader(self._eval_dataset(split), batch, self.collate, workers)
+
+    def _eval_dataset(self, split: str) -> Dataset:
+        """The dataset that val / test / predict read (a host may give evaluation its own view)."""
+        return self.dataset(split)
 
     def state_dict(self) -> dict:
         position = train_position(getattr(self, "trainer", None))

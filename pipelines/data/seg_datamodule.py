@@ -23,17 +23,48 @@ from .seg_presets import get_preset
 from .teacher_cache import DenseCache, WithTeacherDense, fit_dense
 
 
+def keep_ratio_factor(h: int, w: int, img_scale: tuple[int, int]) -> float:
+    """mmseg's ``Resize(img_scale, keep_ratio=True)``: the factor that fits ``(h, w)`` within ``img_scale`` (long side
+    at most its larger value, short side at most its smaller)."""
+    return min(max(img_scale) / max(h, w), min(img_scale) / min(h, w))
+
+
+def keep_ratio_size(h: int, w: int, img_scale: tuple[int, int]) -> tuple[int, int]:
+    """The resized ``(h, w)``, rounded as mmcv's ``rescale_size`` rounds."""
+    s = keep_ratio_factor(h, w, img_scale)
+    return int(h * s + 0.5), int(w * s + 0.5)
+
+
+class EvalRescale(Dataset):
+    """The evaluation view of mmseg's test pipelines (``img_scale``, ``keep_ratio=True``): the image is resized, the
+    label keeps its original size; the methods resize their logits to it before the arg-max, as mmseg does."""
+
+    def __init__(self, base: Dataset, img_scale: tuple[int, int]):
+        self.base, self.img_scale = base, tuple(img_scale)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        item = dict(self.base[i])
+        image = item["image"]
+        size = keep_ratio_size(*image.shape[-2:], self.img_scale)
+        item["image"] = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+        return item
+
+
 class SegTrainTransform(Dataset):
-    """Random scale (``scale_range``), random crop to ``crop_size`` (label padded with ignore), h-flip.
+    """Random scale (``scale_range``, times the keep-ratio ``img_scale`` factor when given: mmseg's
+    ``Resize(img_scale, ratio_range)``), random crop to ``crop_size`` (label padded with ignore), h-flip.
 
     The draws depend on ``(seed, epoch, index)`` only (keys from a ``ResumableSampler``), so a resumed run
     sees the crops the uninterrupted one saw.
     """
 
     def __init__(self, base: Dataset, crop_size: int | None, scale_range=(0.5, 2.0), flip: bool = True, ignore_index: int = 255,
-                 seed: int = 0):
+                 seed: int = 0, img_scale: tuple[int, int] | None = None):
         self.base, self.crop_size, self.scale_range, self.flip, self.ignore = base, crop_size, scale_range, flip, ignore_index
-        self.seed = seed
+        self.seed, self.img_scale = seed, img_scale
 
     def __len__(self):
         return len(self.base)
@@ -48,6 +79,8 @@ class SegTrainTransform(Dataset):
         if self.crop_size:
             lo, hi = self.scale_range
             s = lo + (hi - lo) * float(torch.rand((), generator=g))
+            if self.img_scale:
+                s *= keep_ratio_factor(h, w, self.img_scale)
             size = (max(1, round(h * s)), max(1, round(w * s)))
             image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
             label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
@@ -74,8 +107,10 @@ def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
     h = max(b["image"].shape[-2] for b in batch)
     w = max(b["image"].shape[-1] for b in batch)
     images = torch.stack([F.pad(b["image"], (0, w - b["image"].shape[-1], 0, h - b["image"].shape[-2])) for b in batch])
+    lh = max(b["label"].shape[-2] for b in batch)  # the label's own size: an evaluation view may resize the image only
+    lw = max(b["label"].shape[-1] for b in batch)
     labels = torch.stack(
-        [F.pad(b["label"], (0, w - b["label"].shape[-1], 0, h - b["label"].shape[-2]), value=ignore_index) for b in batch]
+        [F.pad(b["label"], (0, lw - b["label"].shape[-1], 0, lh - b["label"].shape[-2]), value=ignore_index) for b in batch]
     )
     out = {"image": images, "label": labels, "index": torch.tensor([b["index"] for b in batch])}
     if "teacher_dense" in batch[0]:
@@ -93,6 +128,10 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
 
     ``teacher_cache``: a directory written by ``ovdistill cache``; training batches then carry the cached
     teacher dense maps (``teacher_dense``) and the dense methods read them instead of running the teacher.
+
+    ``img_scale`` (mmseg's, e.g. ``[2048, 512]``: short side 512): the keep-ratio base scale of the official
+    pipelines. Training's random scale multiplies it; val / test images are resized to it alone and their labels keep
+    the original size (``EvalRescale``; one image per evaluation batch). ``None``: the images' own size (the world).
     """
 
     def __init__(
@@ -111,8 +150,12 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         ignore_index: int = 255,
         label_suffix: str = ".png",
         teacher_cache: str | None = None,
+        img_scale: tuple[int, int] | None = None,
     ):
         super().__init__()
+        if img_scale is not None and eval_batch_size != 1:
+            raise ValueError(f"data.img_scale={list(img_scale)} evaluates each image at its own size against its original "
+                             f"label: set data.eval_batch_size to 1 (got {eval_batch_size})")
         if preset is not None:
             p = get_preset(preset)
             class_names = list(class_names or p.names)
@@ -158,7 +201,12 @@ class SegFolderDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModu
         base, cache = self.dataset("train"), self.dense_cache()
         if cache is not None:
             base = WithTeacherDense(base, cache)
-        return SegTrainTransform(base, hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index, seed=global_seed())
+        return SegTrainTransform(base, hp.crop_size, hp.scale_range, ignore_index=hp.ignore_index, seed=global_seed(),
+                                 img_scale=hp.img_scale)
+
+    def _eval_dataset(self, split: str) -> Dataset:
+        ds = self.dataset(split)
+        return EvalRescale(ds, self.hparams.img_scale) if self.hparams.img_scale else ds
 
     def _batch_sizes(self) -> tuple[int, int, int]:
         return self.hparams.batch_size, self.hparams.eval_batch_size, self.hparams.num_workers
