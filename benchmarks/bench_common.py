@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: timing with warm-up, the machine's measured matmul rate, teachers at real sizes.
+"""Shared by the benchmarks: timing with warm-up, the machine's measured matmul rate, teachers at real sizes, the
+embedded-teacher issue's segmentation bars.
 
 Not a benchmark itself. Every figure a benchmark prints is a ratio of two things measured in the same run.
 """
@@ -76,3 +77,12 @@ def demo_setting(seed: int, folder: str, layouts: tuple[str, ...] = ("timm",), p
     tmp = default_cache_dir() / folder
     trunk = {k: str(save_trunk_weights(teacher, tmp / f"trunk_{k}.pt", k)) for k in layouts}
     return world, teacher.at_precision(teacher_precision(precision)[0]), trunk
+
+
+def unseen_bar(unseen: float, lseg_unseen: float) -> bool:
+    """The issue's transfer bar for a segmentation distillation method: unseen mIoU >= 3x and >= +15 over LSeg's."""
+    return unseen >= max(3 * lseg_unseen, lseg_unseen + 15)
+
+
+#: the issue's bar on what dense distillation may cost the seen classes against LSeg (mIoU points)
+DENSE_SEEN_COST = 5.0

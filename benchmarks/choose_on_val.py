@@ -33,7 +33,7 @@ import argparse
 import warnings
 
 import lightning as L
-from bench_common import demo_setting
+from bench_common import DENSE_SEEN_COST, demo_setting, unseen_bar
 
 from distill.det_modules import ViLD
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
@@ -85,7 +85,6 @@ def main() -> None:
                         help="leave questions out: seg (MaskCLIP+), dense (dense distillation), det (every other detection "
                              "question), schedule (the learning-rate schedule), pamr (the MaskCLIP + PAMR row)")
     args = parser.parse_args()
-    args.dense_weights = {False: tuple(args.one_head_weights), True: tuple(args.dense_weights)}
     warnings.filterwarnings("ignore")
     world, teacher, trunk = demo_setting(args.seed, "choose-on-val", ("smp", "timm"))
     smp_w, timm_w = trunk["smp"], trunk["timm"]
@@ -150,8 +149,8 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
         lseg[seed] = _seg_val(_seg_fit(module, seg_dm, args.seg_steps), seg_dm)
     rows = [["LSeg (no distillation)", "-", "-", "-", *_mean(list(lseg.values())), "-", "-"]]
     at_inference = [(lam, gamma) for lam in (2 / 3, 0.85, 1.0) for gamma in args.calibrations]
-    for ensemble in (False, True):
-        for weight in args.dense_weights[ensemble]:
+    for ensemble, weights in ((False, args.one_head_weights), (True, args.dense_weights)):
+        for weight in weights:
             runs = {key: {} for key in (at_inference if ensemble else [(None, 0.0)])}
             for seed in args.seg_seeds:
                 L.seed_everything(seed, verbose=False)
@@ -175,7 +174,7 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
 def _dense_bars(run: tuple[float, ...], lseg: tuple[float, ...]) -> int:
     """How many of the issue's two dense-distillation bars one seed's run meets: unseen mIoU >= 3x and >= +15 points
     over LSeg; seen mIoU at most 5 points below LSeg's."""
-    return int(run[1] >= 3 * lseg[1] and run[1] >= lseg[1] + 15) + int(lseg[0] - run[0] <= 5)
+    return int(unseen_bar(run[1], lseg[1])) + int(lseg[0] - run[0] <= DENSE_SEEN_COST)
 
 
 def _choose_det(teacher, world, timm_w: str, args) -> list[str]:

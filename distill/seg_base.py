@@ -146,9 +146,9 @@ class OpenVocabSegModule(TeacherStudentModule):
         logits = self.uncalibrated_logits(images)
         if not gamma:
             return logits
-        seen = torch.ones(len(self.class_names), dtype=torch.bool, device=logits.device)
-        seen[self.unseen_ids] = False
-        return logits - gamma * seen.view(1, -1, 1, 1).to(logits.dtype)
+        logits = logits.clone()
+        logits[:, self.seen_ids] -= gamma
+        return logits
 
     def uncalibrated_logits(self, images: Tensor) -> Tensor:
         """Logits over all classes at input resolution (whole-image or sliding-window inference)."""
