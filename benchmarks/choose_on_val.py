@@ -10,7 +10,9 @@ Runs, at the demo's budget and seeds (segmentation: several training seeds), on 
   (``ensemble_lambda`` 2/3 (ViLD), 0.85, 1; calibrated stacking ``calibration`` in ``--calibrations``; weight 0.5 to 3,
   ``--dense-weights``), cosine, the teacher cache -> val seen / unseen mIoU, hIoU (means over ``--seg-seeds``), the
   worst seed's seen cost against LSeg and how many of the issue's per-seed bars hold (unseen >= 3x and +15 over LSeg;
-  seen cost <= 5). The rule: the most bars met over the seeds, ties broken by the best mean hIoU;
+  seen cost <= 5). The rule: the most bars met over the seeds, ties broken by the best mean hIoU. The teacher's map
+  that the students distil (input px / output stride) is the demo's 96 / 8 unless ``--dense-teacher-maps`` lists
+  others (one teacher cache each);
 - the detectors' learning rate in {2.5e-4, 5e-4, 1e-3} and temperature ``tau`` in {0.01 (ViLD), 0.02, 0.05, 0.1}, jointly,
   for ViLD-text -> val AP50 base (the rule) / novel; the winner's rate trains the later questions' detectors;
 - the pseudo-box labeller's ``refine`` (proposals moved by the proposer's box regression or not), ``gold_iou`` in
@@ -81,6 +83,8 @@ def main() -> None:
                         help="distillation loss weights of the dense question's one-head student (none: leave it out)")
     parser.add_argument("--calibrations", type=float, nargs="+", default=[0.0, -0.1, -0.2, -0.3, -0.5],
                         help="calibrated-stacking gammas of the dense question's second head (subtracted from seen scores)")
+    parser.add_argument("--dense-teacher-maps", type=_teacher_map, nargs="+", default=[(96, 8)], metavar="SIZE/STRIDE",
+                        help="the teacher maps the dense question's students distil: input px / output stride (96/8: the demo's)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "dense", "det", "schedule", "pamr"), default=[],
                         help="leave questions out: seg (MaskCLIP+), dense (dense distillation), det (every other detection "
                              "question), schedule (the learning-rate schedule), pamr (the MaskCLIP + PAMR row)")
@@ -134,41 +138,54 @@ def _choose_seg(teacher, world, smp_w: str, args) -> str:
                   ["self_train_after", "seen", "unseen", "hIoU", "worst seed's unseen"], rows)
 
 
+def _teacher_map(text: str) -> tuple[int, int]:
+    """``SIZE/STRIDE`` -> (input px, output stride) of a teacher dense map."""
+    try:
+        size, stride = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a teacher map is SIZE/STRIDE such as 96/8, got {text!r}") from None
+    return size, stride
+
+
 def _choose_dense(teacher, world, smp_w: str, args) -> str:
     """Dense distillation: one head, or a second distilled head blended at inference (``ensemble_lambda`` and
-    ``calibration`` only act there, so each trained student is scored at every pair). Rule: the most of the issue's
-    bars met over the training seeds (per seed: the unseen bar and the seen-cost bar), ties by the best mean hIoU. The
-    first rule (best hIoU among settings within 5 seen points at every seed) admitted no setting (README)."""
-    dense = {"teacher_size": (96, 96), "teacher_stride": 8}
-    cache = world_dense_cache(teacher, world, dense, progress=False)  # the demo's cache: same key, same directory
-    seg_dm = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
+    ``calibration`` only act there, so each trained student is scored at every pair), for each teacher map in
+    ``--dense-teacher-maps``. Rule: the most of the issue's bars met over the training seeds (per seed: the unseen bar
+    and the seen-cost bar), ties by the best mean hIoU. The first rule (best hIoU among settings within 5 seen points at
+    every seed) admitted no setting (README)."""
+    seg_dm = WorldSegDataModule(str(world), batch_size=16)
     lseg = {}
     for seed in args.seg_seeds:
         L.seed_everything(seed, verbose=False)
         module = LSeg(teacher, world_student(teacher.embed_dim, seed, encoder_weights=smp_w), lr=1e-3, encoder_lr=1e-4)
         lseg[seed] = _seg_val(_seg_fit(module, seg_dm, args.seg_steps), seg_dm)
-    rows = [["LSeg (no distillation)", "-", "-", "-", *_mean(list(lseg.values())), "-", "-"]]
+    rows = [["LSeg (no distillation)", "-", "-", "-", "-", *_mean(list(lseg.values())), "-", "-"]]
     at_inference = [(lam, gamma) for lam in (2 / 3, 0.85, 1.0) for gamma in args.calibrations]
-    for ensemble, weights in ((False, args.one_head_weights), (True, args.dense_weights)):
-        for weight in weights:
-            runs = {key: {} for key in (at_inference if ensemble else [(None, 0.0)])}
-            for seed in args.seg_seeds:
-                L.seed_everything(seed, verbose=False)
-                student = world_student(teacher.embed_dim, seed, encoder_weights=smp_w, image_head=ensemble)
-                module = _seg_fit(LSegDenseDistill(teacher, student, lr=1e-3, encoder_lr=1e-4, distill_weight=weight, distill_loss="cosine",
-                                                   ensemble=ensemble, **dense), seg_dm, args.seg_steps)
+    for size, stride in args.dense_teacher_maps:
+        dense = {"teacher_size": (size, size), "teacher_stride": stride}
+        cache = world_dense_cache(teacher, world, dense, progress=False)  # 96 / 8: the demo's cache, same key and directory
+        cached = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
+        for ensemble, weights in ((False, args.one_head_weights), (True, args.dense_weights)):
+            for weight in weights:
+                runs = {key: {} for key in (at_inference if ensemble else [(None, 0.0)])}
+                for seed in args.seg_seeds:
+                    L.seed_everything(seed, verbose=False)
+                    student = world_student(teacher.embed_dim, seed, encoder_weights=smp_w, image_head=ensemble)
+                    module = _seg_fit(LSegDenseDistill(teacher, student, lr=1e-3, encoder_lr=1e-4, distill_weight=weight,
+                                                       distill_loss="cosine", ensemble=ensemble, **dense), cached, args.seg_steps)
+                    for (lam, gamma), by_seed in runs.items():
+                        if lam is not None:  # both act at inference only: one trained student scores every pair
+                            module.hparams.ensemble_lambda, module.hparams.calibration = lam, gamma
+                        by_seed[seed] = _seg_val(module, cached)
                 for (lam, gamma), by_seed in runs.items():
-                    if lam is not None:  # both act at inference only: one trained student scores every pair
-                        module.hparams.ensemble_lambda, module.hparams.calibration = lam, gamma
-                    by_seed[seed] = _seg_val(module, seg_dm)
-            for (lam, gamma), by_seed in runs.items():
-                cost = max(lseg[seed][0] - r[0] for seed, r in by_seed.items())
-                bars = sum(_dense_bars(r, lseg[seed]) for seed, r in by_seed.items())
-                rows.append(["one head" if lam is None else "second head", "-" if lam is None else f"{lam:.2f}", gamma, weight,
-                             *_mean(list(by_seed.values())), cost, f"{bars}/{2 * len(by_seed)}"])
-    return _table(f"Dense distillation: one head or a distilled second head (ensemble), calibration, loss weight ({args.seg_steps} "
-                  f"steps, val split, mean of seeds {args.seg_seeds})", ["student", "ensemble_lambda", "calibration", "distill_weight",
-                  "seen", "unseen", "hIoU", "worst seed's seen cost vs LSeg", "bars met"], rows, 4)
+                    cost = max(lseg[seed][0] - r[0] for seed, r in by_seed.items())
+                    bars = sum(_dense_bars(r, lseg[seed]) for seed, r in by_seed.items())
+                    rows.append([f"{size}/{stride}", "one head" if lam is None else "second head", "-" if lam is None else f"{lam:.2f}",
+                                 gamma, weight, *_mean(list(by_seed.values())), cost, f"{bars}/{2 * len(by_seed)}"])
+    return _table(f"Dense distillation: teacher map, one head or a distilled second head (ensemble), calibration, loss weight "
+                  f"({args.seg_steps} steps, val split, mean of seeds {args.seg_seeds})", ["teacher map (px / stride)", "student",
+                  "ensemble_lambda", "calibration", "distill_weight", "seen", "unseen", "hIoU", "worst seed's seen cost vs LSeg",
+                  "bars met"], rows, 5)
 
 
 def _dense_bars(run: tuple[float, ...], lseg: tuple[float, ...]) -> int:

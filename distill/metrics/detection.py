@@ -49,7 +49,7 @@ class _DetectionStore(Metric):
     def __init__(self, num_classes: int, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        for name, width in _STATES.items():
+        for name in _STATES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self._seen = 0
 
