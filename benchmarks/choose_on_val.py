@@ -42,7 +42,7 @@ from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 from pipelines.bench.detection import DET_LR, DET_LR_SCHEDULE, world_detector
 from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
-from pipelines.bench.segmentation import SEG_METHODS, world_dense_cache, world_student
+from pipelines.bench.segmentation import SEG_METHODS, WORLD_TEACHER_MAP, world_dense_cache, world_method_data, world_student
 from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import save_proposals
@@ -244,16 +244,13 @@ def _choose_det(teacher, world, timm_w: str, args) -> list[str]:
 
 def _choose_schedule(teacher, world, smp_w: str, timm_w: str, args) -> list[str]:
     """Constant rate against the papers' decay, every segmentation method and ViLD-text, at the demo's settings."""
-    dense = {"teacher_size": (96, 96), "teacher_stride": 8}
-    cache = world_dense_cache(teacher, world, dense, progress=False)
-    seg_dm = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
     rows = []
     for schedule in ("constant", "poly"):
-        for name, cls, extra, student_args in SEG_METHODS:  # the demo's methods, with its chosen settings
+        for name, cls, extra, student_args in SEG_METHODS:  # the demo's methods, with its chosen settings and teacher maps
             L.seed_everything(args.seed, verbose=False)
             student = world_student(teacher.embed_dim, args.seed, encoder_weights=smp_w, **student_args)
-            module = cls(teacher, student, lr=1e-3, encoder_lr=1e-4, lr_schedule=schedule, **dense, **extra)
-            r = _validate(module, seg_dm, args.seg_steps)
+            module = cls(teacher, student, lr=1e-3, encoder_lr=1e-4, lr_schedule=schedule, **{**WORLD_TEACHER_MAP, **extra})
+            r = _validate(module, world_method_data(teacher, world, cls, extra, progress=False), args.seg_steps)
             rows.append([schedule, name, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]])
     out = [_table(f"Segmentation learning-rate schedule ({args.seg_steps} steps, val split; rule: LSeg seen mIoU)",
                   ["lr_schedule", "method", "seen", "unseen", "hIoU"], rows, 2)]

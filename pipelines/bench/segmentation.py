@@ -23,15 +23,20 @@ SEG_LR_SCHEDULE = "constant"
 #: prompt denoising), refined by PAMR's authors' 10 steps; chosen on val (``benchmarks/choose_on_val.py``, README)
 PAMR_SIZE, PAMR_STRIDE, PAMR_STEPS = 160, 16, 10
 
+#: the teacher map (input px, output stride) that the dense methods read unless their arguments name another: the
+#: training-free MaskCLIP row's and MaskCLIP+'s pseudo labels' (a 12 x 12 map of the 96 px scenes)
+WORLD_TEACHER_MAP = {"teacher_size": (96, 96), "teacher_stride": 8}
+
 #: (row name, module class, extra constructor arguments, student arguments). The demo's settings are chosen on the
 #: val split by benchmarks/choose_on_val.py (README): MaskCLIP+'s 10% switch point assumes schedules of thousands of
-#: steps; dense distillation into a second head (ensemble) with weight 3, lambda 1 and calibrated stacking -0.2 meets
-#: the most of the issue's per-seed bars over three training seeds (5 of 6: the seen cost at two seeds, the unseen bar
-#: at all three) with the best mean hIoU of those that do (the previous weight 1.5, lambda 1, uncalibrated: 4 of 6)
+#: steps; dense distillation into a second head (ensemble) distilling the teacher's map of the scene at 112 px (a
+#: 14 x 14 map), weight 2, lambda 0.85 and calibrated stacking -0.3 is the one setting that meets all six of the
+#: issue's per-seed bars over three training seeds (the previous 96 px map, weight 3, lambda 1, -0.2: 5 of 6)
 SEG_METHODS = (
     ("LSeg (seen labels only, no distillation)", LSeg, {}, {}),
     ("LSeg + dense distillation (distilled second head)", LSegDenseDistill,
-     {"distill_weight": 3.0, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 1.0, "calibration": -0.2},
+     {"distill_weight": 2.0, "distill_loss": "cosine", "ensemble": True, "ensemble_lambda": 0.85, "calibration": -0.3,
+      "teacher_size": (112, 112)},
      {"image_head": True}),
     ("MaskCLIP+ (transductive pseudo labels)", MaskCLIPPlus, {"transductive": True, "self_train_after": 0.75}, {}),
 )
@@ -70,6 +75,16 @@ def world_dense_cache(teacher, world, teacher_args: dict, progress: bool = True)
     return job.out
 
 
+def world_method_data(teacher, world, cls, extra: dict, batch_size: int = 16, progress: bool = True) -> WorldSegDataModule:
+    """A method's world data: for one that reads the teacher's dense map, with the teacher cache of its map
+    (``WORLD_TEACHER_MAP`` unless ``extra`` names another size or stride; built on first use)."""
+    if not cls.uses_dense_teacher:
+        return WorldSegDataModule(str(world), batch_size=batch_size)
+    teacher_map = {k: extra.get(k, v) for k, v in WORLD_TEACHER_MAP.items()}
+    cache = world_dense_cache(teacher, world, teacher_map, progress)
+    return WorldSegDataModule(str(world), batch_size=batch_size, teacher_cache=str(cache))
+
+
 def _row(name: str, result: dict) -> dict:
     return result_row(name, result, SEG_COLUMNS)
 
@@ -92,11 +107,8 @@ def run_seg_methods(
     ``pamr_size``, ``pamr_stride``: the second training-free row, MaskCLIP's map at that input size and output stride
     refined by PAMR (``teachers.pamr``), chosen on val by ``benchmarks/choose_on_val.py``.
     """
-    teacher_args = {"teacher_size": (96, 96), "teacher_stride": 8} if teacher.dense_modes() else {}
+    teacher_args = dict(WORLD_TEACHER_MAP) if teacher.dense_modes() else {}
     dm = WorldSegDataModule(str(world), batch_size=batch_size)
-    cached = dm
-    if teacher_cache and teacher_args:
-        cached = WorldSegDataModule(str(world), batch_size=batch_size, teacher_cache=str(world_dense_cache(teacher, world, teacher_args, progress)))
     teacher_args["prompts"] = prompts
     rows, modules = [], {}
     with warnings.catch_warnings():
@@ -115,10 +127,15 @@ def run_seg_methods(
             def module():
                 student = world_student(teacher.embed_dim, seed, encoder_weights=encoder_weights, arch=student_arch, **student_args)
                 encoder_lr = lr / 10 if encoder_weights else None  # keep the pre-trained trunk's features
-                return cls(teacher, student, lr=lr, encoder_lr=encoder_lr, lr_schedule=lr_schedule, **teacher_args, **extra)
+                return cls(teacher, student, lr=lr, encoder_lr=encoder_lr, lr_schedule=lr_schedule, **{**teacher_args, **extra})
             return module
 
-        jobs = [FitJob(name, build(cls, extra, student_args), cached if cls.uses_dense_teacher else dm, log_name=f"seg {name}")
+        def data(cls, extra: dict) -> WorldSegDataModule:
+            if teacher_cache and teacher.dense_modes() and cls.uses_dense_teacher:
+                return world_method_data(teacher, world, cls, extra, batch_size, progress)
+            return dm
+
+        jobs = [FitJob(name, build(cls, extra, student_args), data(cls, extra), log_name=f"seg {name}")
                 for name, cls, extra, student_args in SEG_METHODS]
         trained = fit_side_by_side(jobs, steps, seed, workers, log_dir, progress,
                                    lambda line: progress and print(f"[segmentation] {line}", flush=True))
