@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -229,3 +230,20 @@ def test_shards_built_side_by_side_are_the_bytes_of_a_one_thread_build(vit_teach
     one, two = sorted((tmp_path / "one").glob("shard-*")), sorted((tmp_path / "two").glob("shard-*"))
     assert [p.name for p in one] == [p.name for p in two] and len(one) == 12  # 6 shards + checksum sidecars
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))
+
+
+def test_each_world_method_reads_the_cache_of_its_own_teacher_map(rn_teacher, tiny_world):
+    """The demo's dense distillation distils another teacher map than MaskCLIP+ reads (``SEG_METHODS``): each method
+    gets the cache of its own map, and a method that reads no map gets none."""
+    from distill.seg_modules import LSeg
+    from pipelines.bench.segmentation import WORLD_TEACHER_MAP, world_method_data
+
+    def cache_key(dm):
+        return json.loads((Path(dm.hparams.teacher_cache) / "index.json").read_text())["key"]
+
+    default = world_method_data(rn_teacher, tiny_world, MaskCLIPPlus, {"transductive": True}, progress=False)
+    other = world_method_data(rn_teacher, tiny_world, LSegDenseDistill, {"teacher_size": (112, 112)}, progress=False)
+    assert cache_key(default)["size"] == list(WORLD_TEACHER_MAP["teacher_size"])
+    assert cache_key(default)["stride"] == cache_key(other)["stride"] == WORLD_TEACHER_MAP["teacher_stride"]
+    assert cache_key(other)["size"] == [112, 112] and default.hparams.teacher_cache != other.hparams.teacher_cache
+    assert world_method_data(rn_teacher, tiny_world, LSeg, {"teacher_size": (112, 112)}).hparams.teacher_cache is None
