@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.bench.report import BEGIN, END, splice_results, write_results
+from pipelines.bench.report import BEGIN, END, finished_section, save_section, splice_results, write_results
 
 
 def test_results_md_carries_tables_command_and_wall_time(tmp_path):
@@ -22,3 +22,15 @@ def test_splice_replaces_only_the_marked_block(tmp_path):
     assert splice_results(out, md) == out  # idempotent
     with pytest.raises(ValueError, match="exactly one"):
         splice_results("no markers", md)
+
+
+def test_a_finished_section_is_reused_only_with_the_same_settings_tuples_included(tmp_path):
+    """The demo reuses a section recorded with equal settings; a tuple (a teacher size) is stored as a JSON list and
+    must still match, and any changed value must not."""
+    settings = {"steps": 100, "methods": [["LSeg + dense distillation", {"teacher_size": (112, 112), "calibration": -0.3}]]}
+    rows = [{"method": "m", "mIoU": 1.0}]
+    save_section(tmp_path, "segmentation", settings, rows)
+    assert finished_section(tmp_path, "segmentation", settings) == rows
+    changed = {"steps": 100, "methods": [["LSeg + dense distillation", {"teacher_size": (96, 96), "calibration": -0.3}]]}
+    assert finished_section(tmp_path, "segmentation", changed) is None
+    assert finished_section(tmp_path, "detection", settings) is None

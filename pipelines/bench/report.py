@@ -36,11 +36,12 @@ def write_results(out: Path, sections: dict[str, tuple[list[dict], list[str]]], 
 
 
 def finished_section(out: Path, key: str, settings: dict) -> list[dict] | None:
-    """Rows of a section an earlier run finished with exactly these settings (``out/sections/KEY.json``), or None."""
+    """Rows of a section an earlier run finished with exactly these settings (``out/sections/KEY.json``), or None.
+    The settings are compared as the file holds them (a tuple such as a teacher size reads back as a list)."""
     path = out / "sections" / f"{key}.json"
     if path.is_file():
         data = json.loads(path.read_text())
-        if data.get("settings") == settings:
+        if data.get("settings") == json.loads(json.dumps(settings)):
             return data["rows"]
     return None
 
