@@ -42,7 +42,12 @@ from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 from pipelines.bench.detection import DET_LR, DET_LR_SCHEDULE, world_detector
 from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
-from pipelines.bench.segmentation import SEG_METHODS, WORLD_TEACHER_MAP, world_dense_cache, world_method_data, world_student
+from pipelines.bench.segmentation import (
+    SEG_METHODS,
+    WORLD_TEACHER_MAP,
+    world_method_data,
+    world_student,
+)
 from pipelines.bench.trainer import bench_trainer
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import save_proposals
@@ -163,8 +168,7 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
     at_inference = [(lam, gamma) for lam in (2 / 3, 0.85, 1.0) for gamma in args.calibrations]
     for size, stride in args.dense_teacher_maps:
         dense = {"teacher_size": (size, size), "teacher_stride": stride}
-        cache = world_dense_cache(teacher, world, dense, progress=False)  # 96 / 8: the demo's cache, same key and directory
-        cached = WorldSegDataModule(str(world), batch_size=16, teacher_cache=str(cache))
+        cached = world_method_data(teacher, world, LSegDenseDistill, dense, progress=False)  # 96 / 8: the demo's cache
         for ensemble, weights in ((False, args.one_head_weights), (True, args.dense_weights)):
             for weight in weights:
                 runs = {key: {} for key in (at_inference if ensemble else [(None, 0.0)])}

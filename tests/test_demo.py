@@ -57,7 +57,8 @@ def test_demo_quick_runs_every_stage(tmp_path):
     # the dense methods read the world's teacher cache: one per teacher map they use (dense distillation distils its own)
     from pipelines.bench.segmentation import SEG_METHODS, WORLD_TEACHER_MAP
 
-    maps = {tuple(extra.get("teacher_size", WORLD_TEACHER_MAP["teacher_size"])) for _, cls, extra, _ in SEG_METHODS if cls.uses_dense_teacher}
+    maps = {tuple(extra.get("teacher_size", WORLD_TEACHER_MAP["teacher_size"]))
+            for _, cls, extra, _ in SEG_METHODS if cls.uses_dense_teacher}
     keys = [json.loads(p.read_text())["key"] for p in (tmp_path / "cache").glob("teacher-dense-*/index.json")]
     assert sorted(tuple(k["size"]) for k in keys) == sorted(maps) and len(maps) == 2, keys
     runs = {p.parent.name for p in (out / "tensorboard").rglob("events.out.tfevents.*")}

@@ -56,8 +56,8 @@ def test_segmentation_distillation_beats_lseg_on_unseen(setting):
     # dense distillation into a second head transfers, the same bar: measured 25.1 vs 1.9 (33.5 at the previous
     # setting); its distillation target replaced by noise fails here (tests/mutations.py "dense distillation target")
     assert dense >= 3 * lseg["mIoU_unseen"] and dense >= lseg["mIoU_unseen"] + SEG_MARGIN, rows
-    # ... at a bounded cost to the seen classes: measured 0.0 (54.7 vs 54.7; 1.6 before); a distillation that overwhelms the
-    # text head costs far more (one head at weight 30: 27.6 points on the demo's val split)
+    # ... at a bounded cost to the seen classes: measured 0.0 (54.7 vs 54.7; 1.6 before); a distillation that
+    # overwhelms the text head costs far more (one head at weight 30: 27.6 points on the demo's val split)
     assert by["LSeg + dense distillation"]["mIoU_seen"] >= lseg["mIoU_seen"] - DENSE_SEEN_COST, rows
 
 
