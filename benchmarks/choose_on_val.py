@@ -40,6 +40,7 @@ from bench_common import DENSE_SEEN_COST, demo_setting, unseen_bar
 from distill.det_modules import ViLD
 from distill.seg_modules import LSeg, LSegDenseDistill, MaskCLIP, MaskCLIPPlus
 from pipelines.bench.detection import DET_LR, DET_LR_SCHEDULE, world_detector
+from pipelines.bench.inference_settings import score_inference_settings
 from pipelines.bench.mission import default_cache_dir
 from pipelines.bench.pseudo_quality import pseudo_box_quality
 from pipelines.bench.segmentation import (
@@ -177,10 +178,15 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
                     student = world_student(teacher.embed_dim, seed, encoder_weights=smp_w, image_head=ensemble)
                     module = _seg_fit(LSegDenseDistill(teacher, student, lr=1e-3, encoder_lr=1e-4, distill_weight=weight,
                                                        distill_loss="cosine", ensemble=ensemble, **dense), cached, args.seg_steps)
-                    for (lam, gamma), by_seed in runs.items():
-                        if lam is not None:  # both act at inference only: one trained student scores every pair
-                            module.hparams.ensemble_lambda, module.hparams.calibration = lam, gamma
-                        by_seed[seed] = _seg_val(module, cached)
+                    if not ensemble:
+                        runs[None, 0.0][seed] = _seg_val(module, cached)
+                        continue
+                    # both act at inference only: one student pass per val batch scores every pair
+                    pairs = list(runs)
+                    scores = score_inference_settings(module, cached.val_dataloader(),
+                                                      [{"ensemble_lambda": lam, "calibration": gamma} for lam, gamma in pairs])
+                    for pair, r in zip(pairs, scores):
+                        runs[pair][seed] = (r["mIoU_seen"], r["mIoU_unseen"], r["hIoU"])
                 for (lam, gamma), by_seed in runs.items():
                     cost = max(lseg[seed][0] - r[0] for seed, r in by_seed.items())
                     bars = sum(_dense_bars(r, lseg[seed]) for seed, r in by_seed.items())
