@@ -9,7 +9,11 @@ import torch
 from pipelines.world import SHAPES
 from pipelines.world.pretrain_data import CaptionedScenes, collate_captions
 from pipelines.world.pretrain_run import pretrain_teacher
-from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, shipped_teacher_available
+from pipelines.world.teacher import (
+    load_shipped_teacher,
+    load_teacher_dir,
+    shipped_teacher_available,
+)
 from pipelines.world.zeroshot import CROP_PROTOCOLS, crop_accuracy
 
 #: the shipped teacher's crop bars: tight 1.0x crops (mean, worst class) and ViLD's 1x + 1.5x average
@@ -42,6 +46,24 @@ def test_export_round_trips_and_training_resumes(tmp_path):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
     assert json.loads((out / "teacher.json").read_text())["recipe"]["steps"] == 4
+
+
+def test_another_architecture_trains_by_the_same_recipe_and_loads_from_its_record(tmp_path):
+    from conftest import TEXT_CFG
+
+    cfg = {"embed_dim": 24, "vision_cfg": {"image_size": 32, "timm_model_name": "resnet18", "timm_pool": "avg", "timm_proj": "linear"},
+           "text_cfg": TEXT_CFG}
+    out = pretrain_teacher(tmp_path, steps=1, batch_size=16, eval_per_class=1, progress=False, num_workers=0, half=False,
+                           curriculum_steps=0, model_name="probe-r18", model_cfg=cfg)
+    teacher, meta = load_teacher_dir(out)
+    assert (meta["model_name"], meta["model_cfg"]) == ("probe-r18", cfg)
+    assert "ovdistill pretrain-teacher" not in meta["command"]  # the CLI trains the embedded architecture only
+    assert len(teacher.model.visual.trunk.layer1) == 2 and teacher.embed_dim == 24  # resnet18, not the default resnet10t
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    trained = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    assert trained.keys() == teacher.model.state_dict().keys()
+    for k, v in teacher.model.state_dict().items():
+        assert torch.equal(v, trained[k]), k
 
 
 def test_shipped_teacher_meets_zero_shot_bar():

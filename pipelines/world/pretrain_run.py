@@ -52,11 +52,15 @@ def pretrain_teacher(
     ckpt_every: int = 100,
     callbacks: list | None = None,
     p_crop: float = 0.5,
+    model_name: str = EMBEDDED_TEACHER_NAME,
+    model_cfg: dict | None = None,
 ) -> Path:
     """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``.
 
     ``last.ckpt`` is written every ``ckpt_every`` steps and at the end; a killed run resumes from it and
-    finishes with the weights of an uninterrupted one."""
+    finishes with the weights of an uninterrupted one. ``model_name`` / ``model_cfg``: another open_clip architecture
+    trained by the same recipe (default: the embedded teacher's, ``EMBEDDED_TEACHER_CFG``); the export records it, and
+    ``load_teacher_dir`` builds it from the record."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -65,8 +69,9 @@ def pretrain_teacher(
     torch.set_float32_matmul_precision("high")  # part of the recipe: TF32 on GPUs that have it
     L.seed_everything(seed, verbose=False)
     curriculum = steps * 3 // 10 if curriculum_steps is None else curriculum_steps
+    cfg = EMBEDDED_TEACHER_CFG if model_cfg is None else model_cfg
     module = CLIPPretrainer(
-        model_cfg=EMBEDDED_TEACHER_CFG, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
+        model_name=model_name, model_cfg=cfg, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
         seed=seed, warmup_steps=min(100, max(1, steps // 10)), num_workers=num_workers, curriculum_steps=curriculum,
         p_crop=p_crop,
     )
@@ -99,15 +104,18 @@ def pretrain_teacher(
     if half:  # halves the shipped file; OpenCLIPTeacher loads it back into fp32 parameters
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_torch(state, out / TEACHER_PT)
+    command = "ovdistill pretrain-teacher --out OUT " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
+    )
+    if cfg != EMBEDDED_TEACHER_CFG:  # the command line trains the embedded architecture only
+        command = f"pipelines.world.pretrain_run.pretrain_teacher('OUT', model_name={model_name!r}, model_cfg=<model_cfg>, **<recipe>)"
     save_json(
         {
-            "model_name": EMBEDDED_TEACHER_NAME,
-            "model_cfg": EMBEDDED_TEACHER_CFG,
+            "model_name": model_name,
+            "model_cfg": cfg,
             "world_version": WORLD_VERSION,
             "recipe": recipe,
-            "command": "ovdistill pretrain-teacher --out OUT " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
-            ),
+            "command": command,
             "train_seconds": round(train_s, 1),
             "zero_shot_crop_accuracy": {"per_class_crops": eval_per_class, "crop_seed": 0, **crops},
         },
