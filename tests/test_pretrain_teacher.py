@@ -64,6 +64,9 @@ def test_another_architecture_trains_by_the_same_recipe_and_loads_from_its_recor
     assert trained.keys() == teacher.model.state_dict().keys()
     for k, v in teacher.model.state_dict().items():
         assert torch.equal(v, trained[k]), k
+    with pytest.raises(ValueError, match="its own model_name"):
+        pretrain_teacher(tmp_path / "same-name", steps=1, model_cfg=cfg)
+    assert not (tmp_path / "same-name").exists()  # refused before anything is written
 
 
 def test_shipped_teacher_meets_zero_shot_bar():

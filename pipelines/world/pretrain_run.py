@@ -64,12 +64,15 @@ def pretrain_teacher(
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    cfg = EMBEDDED_TEACHER_CFG if model_cfg is None else model_cfg
+    if cfg != EMBEDDED_TEACHER_CFG and model_name == EMBEDDED_TEACHER_NAME:
+        raise ValueError(f"model_cfg differs from the embedded teacher's: give it its own model_name (not {model_name!r}), "
+                         "so caches and records never mistake one architecture for the other")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_float32_matmul_precision("high")  # part of the recipe: TF32 on GPUs that have it
     L.seed_everything(seed, verbose=False)
     curriculum = steps * 3 // 10 if curriculum_steps is None else curriculum_steps
-    cfg = EMBEDDED_TEACHER_CFG if model_cfg is None else model_cfg
     module = CLIPPretrainer(
         model_name=model_name, model_cfg=cfg, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
         seed=seed, warmup_steps=min(100, max(1, steps // 10)), num_workers=num_workers, curriculum_steps=curriculum,
