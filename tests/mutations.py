@@ -151,6 +151,13 @@ MUTATIONS = [
     ("region teacher signal replaced by noise", "teachers/openclip.py",
      "        return F.normalize(emb, dim=-1)", "        return F.normalize(torch.randn_like(emb), dim=-1)",
      "tests/test_transfer.py -m slow -k vild"),
+    ("val question scores every inference setting without applying it", "pipelines/bench/inference_settings.py",
+     "                        module.hparams.update(setting)", "                        pass", "tests/test_inference_settings.py"),
+    ("student replay serves one batch's output for another", "pipelines/bench/inference_settings.py",
+     "if x is not seen and not torch.equal(x, seen):", "if False:", "tests/test_inference_settings.py"),
+    ("pretrain_teacher trains the embedded architecture whatever model_cfg says", "pipelines/world/pretrain_run.py",
+     "model_name=model_name, model_cfg=cfg, lr=lr", "model_name=model_name, model_cfg=EMBEDDED_TEACHER_CFG, lr=lr",
+     "tests/test_pretrain_teacher.py"),
 ]
 
 
