@@ -17,6 +17,7 @@ The answer is in the README ("The synthetic world").
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from pipelines.bench.mission import demo_spec
+from pipelines.data.atomic import save_json
 from pipelines.world import write_world
 from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG
 from pipelines.world.pretrain_run import pretrain_teacher
@@ -119,6 +121,9 @@ def main() -> None:
     out = Path(args.out)
     if not (out / "teacher.json").is_file():
         pretrain_teacher(out, steps=args.steps, model_name="ovdistill-world-r10t-1x1-late", model_cfg=probe_cfg())
+        # the tower is registered by this script only: the record's command must be this script, not the CLI
+        meta = json.loads((out / "teacher.json").read_text())
+        save_json({**meta, "command": f"python benchmarks/tower_probe.py --out OUT --steps {args.steps}"}, out / "teacher.json")
     rows = {"shipped (ResNet-10-T, dilated to stride 8)": load_shipped_teacher()[0],
             f"probe ({TOWER}, {args.out})": load_teacher_dir(out)[0]}
     import timm

@@ -158,6 +158,8 @@ MUTATIONS = [
     ("pretrain_teacher trains the embedded architecture whatever model_cfg says", "pipelines/world/pretrain_run.py",
      "model_name=model_name, model_cfg=cfg, lr=lr", "model_name=model_name, model_cfg=EMBEDDED_TEACHER_CFG, lr=lr",
      "tests/test_pretrain_teacher.py"),
+    ("pretrain-teacher command line drops --model-cfg", "pipelines/commands/teacher.py",
+     "model_name=args.model_name, model_cfg=cfg)", "model_name=args.model_name, model_cfg=None)", "tests/test_pretrain_teacher.py"),
 ]
 
 

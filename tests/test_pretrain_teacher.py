@@ -57,7 +57,7 @@ def test_another_architecture_trains_by_the_same_recipe_and_loads_from_its_recor
                            curriculum_steps=0, model_name="probe-r18", model_cfg=cfg)
     teacher, meta = load_teacher_dir(out)
     assert (meta["model_name"], meta["model_cfg"]) == ("probe-r18", cfg)
-    assert "ovdistill pretrain-teacher" not in meta["command"]  # the CLI trains the embedded architecture only
+    assert "--model-name probe-r18 --model-cfg THIS_FILE " in meta["command"]  # the record reproduces itself
     assert len(teacher.model.visual.trunk.layer1) == 2 and teacher.embed_dim == 24  # resnet18, not the default resnet10t
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     trained = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -67,6 +67,32 @@ def test_another_architecture_trains_by_the_same_recipe_and_loads_from_its_recor
     with pytest.raises(ValueError, match="its own model_name"):
         pretrain_teacher(tmp_path / "same-name", steps=1, model_cfg=cfg)
     assert not (tmp_path / "same-name").exists()  # refused before anything is written
+
+
+def test_the_command_line_trains_another_architecture_from_a_config_or_a_teacher_record(tmp_path):
+    from conftest import TEXT_CFG
+
+    from pipelines.commands.teacher import main
+
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "timm_model_name": "resnet18", "timm_pool": "avg", "timm_proj": "linear"},
+           "text_cfg": TEXT_CFG}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    recipe = ["--steps", "1", "--batch-size", "16", "--model-name", "cli-r18"]
+    assert main(["--out", str(tmp_path / "a"), *recipe, "--model-cfg", str(tmp_path / "cfg.json")]) == 0
+    meta = json.loads((tmp_path / "a" / "teacher.json").read_text())
+    assert (meta["model_name"], meta["model_cfg"]) == ("cli-r18", cfg)
+    # the record's command, with THIS_FILE the record itself, trains the same architecture again
+    args = meta["command"].split()[2:]
+    args = [str(tmp_path / "a" / "teacher.json") if a == "THIS_FILE" else str(tmp_path / "b") if a == "OUT" else a for a in args]
+    assert main(args) == 0
+    again = json.loads((tmp_path / "b" / "teacher.json").read_text())
+    assert (again["model_name"], again["model_cfg"], again["recipe"]) == ("cli-r18", cfg, meta["recipe"])
+    for bad, says in (("missing.json", "cannot read"), ("cfg_without_text.json", "text_cfg")):
+        if bad.startswith("cfg"):
+            (tmp_path / bad).write_text(json.dumps({k: v for k, v in cfg.items() if k != "text_cfg"}))
+        with pytest.raises(SystemExit, match=says):
+            main(["--out", str(tmp_path / "c"), *recipe, "--model-cfg", str(tmp_path / bad)])
+    assert not (tmp_path / "c").exists()
 
 
 def test_shipped_teacher_meets_zero_shot_bar():

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from pipelines.world.pretrain import EMBEDDED_TEACHER_NAME
 from pipelines.world.pretrain_run import pretrain_teacher
-from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
+from pipelines.world.teacher import (
+    load_shipped_teacher,
+    load_teacher_dir,
+    save_trunk_weights,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,15 +26,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p-crop", type=float, default=0.5,
                         help="share of caption groups that are cropped views (objects framed tightly to loosely, bare background)")
     parser.add_argument("--fp32", action="store_true", help="export fp32 weights (default: fp16, half the size)")
+    parser.add_argument("--model-name", default=EMBEDDED_TEACHER_NAME,
+                        help="name of the architecture (give another name with --model-cfg)")
+    parser.add_argument("--model-cfg", default=None,
+                        help="another open_clip architecture, trained by the same recipe: a JSON file holding an open_clip "
+                             "model config, or an exported teacher.json (its model_cfg)")
     args = parser.parse_args(argv)
+    cfg = None if args.model_cfg is None else read_model_cfg(args.model_cfg)
     out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every,
-                           p_crop=args.p_crop)
+                           p_crop=args.p_crop, model_name=args.model_name, model_cfg=cfg)
     teacher, meta = load_teacher_dir(out)
     for protocol, acc in meta["zero_shot_crop_accuracy"].items():
         if isinstance(acc, dict):
             per_class = ", ".join(f"{c} {v:.1f}" for c, v in acc["per_class"].items())
             print(f"teacher {teacher.name}, {protocol}: zero-shot accuracy {acc['mean']:.1f}% ({per_class})")
     return 0
+
+
+def read_model_cfg(path: str) -> dict:
+    """An open_clip model config from ``path``: the file itself, or the ``model_cfg`` of an exported teacher.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"--model-cfg {path}: cannot read a JSON model config ({err})") from None
+    cfg = data.get("model_cfg", data) if isinstance(data, dict) else data
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise SystemExit(f"--model-cfg {path}: an open_clip model config needs {missing} (a dict with embed_dim, vision_cfg, "
+                         "text_cfg, or a teacher.json with model_cfg)")
+    return cfg
 
 
 def main_trunk(argv: list[str] | None = None) -> int:

@@ -107,11 +107,11 @@ def pretrain_teacher(
     if half:  # halves the shipped file; OpenCLIPTeacher loads it back into fp32 parameters
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_torch(state, out / TEACHER_PT)
-    command = "ovdistill pretrain-teacher --out OUT " + " ".join(
+    # another architecture is named, and its config read back from this very file (``--model-cfg`` takes a teacher.json)
+    architecture = "" if cfg == EMBEDDED_TEACHER_CFG else f"--model-name {model_name} --model-cfg THIS_FILE "
+    command = f"ovdistill pretrain-teacher --out OUT {architecture}" + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
     )
-    if cfg != EMBEDDED_TEACHER_CFG:  # the command line trains the embedded architecture only
-        command = f"pipelines.world.pretrain_run.pretrain_teacher('OUT', model_name={model_name!r}, model_cfg=<model_cfg>, **<recipe>)"
     save_json(
         {
             "model_name": model_name,
