@@ -17,10 +17,12 @@ The answer is in the README ("The synthetic world").
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 from pathlib import Path
 
+import timm
 import torch
 from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
@@ -62,8 +64,6 @@ def resnet10t_1x1_late(pretrained: bool = False, output_stride: int | None = Non
 def receptive_field(trunk: nn.Module, size: int = 320) -> int:
     """Width (px) of the input that can reach the centre cell of ``trunk``'s feature map: the gradient of that cell
     on a copy whose weights are all positive (so no path cancels and every ReLU passes)."""
-    import copy
-
     probe = copy.deepcopy(trunk).eval()
     with torch.no_grad():
         for p in probe.parameters():
@@ -76,8 +76,8 @@ def receptive_field(trunk: nn.Module, size: int = 320) -> int:
 
 
 def probe_cfg() -> dict:
-    cfg = {**EMBEDDED_TEACHER_CFG, "vision_cfg": {**EMBEDDED_TEACHER_CFG["vision_cfg"], "timm_model_name": TOWER}}
-    return cfg
+    """The embedded teacher's open_clip config with the probe tower."""
+    return {**EMBEDDED_TEACHER_CFG, "vision_cfg": {**EMBEDDED_TEACHER_CFG["vision_cfg"], "timm_model_name": TOWER}}
 
 
 def scores(teacher, world: Path, split: str, sizes: list[int]) -> list[str]:
@@ -126,8 +126,6 @@ def main() -> None:
         save_json({**meta, "command": f"python benchmarks/tower_probe.py --out OUT --steps {args.steps}"}, out / "teacher.json")
     rows = {"shipped (ResNet-10-T, dilated to stride 8)": load_shipped_teacher()[0],
             f"probe ({TOWER}, {args.out})": load_teacher_dir(out)[0]}
-    import timm
-
     print("receptive field of one stride-8 cell (px): shipped", receptive_field(timm.create_model("resnet10t", output_stride=8)),
           "; probe", receptive_field(timm.create_model(TOWER)))
     with tempfile.TemporaryDirectory() as tmp:
