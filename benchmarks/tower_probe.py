@@ -80,35 +80,17 @@ def probe_cfg() -> dict:
     return {**EMBEDDED_TEACHER_CFG, "vision_cfg": {**EMBEDDED_TEACHER_CFG["vision_cfg"], "timm_model_name": TOWER}}
 
 
-def scores(teacher, world: Path, split: str, sizes: list[int]) -> list[str]:
+def scores(teacher, world: Path, split: str, sizes: list[int]) -> tuple[list[str], dict[str, float]]:
+    """The table's cells, and the per-class pixel recall of the map at the first size."""
     tight = next(iter(crop_record(teacher, demo_spec(False, 0).classes, 40, 1 if split == "val" else 0).values()))
-    cells = [f"{tight['mean']:.1f} / {min(tight['per_class'].values()):.1f}"]
+    cells, recall = [f"{tight['mean']:.1f} / {min(tight['per_class'].values()):.1f}"], {}
     for size in sizes:
         with torch.no_grad():
             d = dense_quality(teacher, world, split, size=(size, size), output_stride=8)
         cells.append(f"{float(d['mIoU_seen']):.1f} / {float(d['mIoU_unseen']):.1f} ({float(d['hIoU']):.1f}); "
                      f"{d['background_near_error']:.0f} % / {d['background_far_error']:.0f} %")
-    return cells
-
-
-def object_recall(teacher, world: Path, split: str, size: int) -> dict[str, float]:
-    """Per class, the share (%) of its pixels the dense map names right: how well the map tells shapes apart."""
-    from pipelines.data.seg_folder import SegFolderDataset
-    from pipelines.world.generate import load_spec
-
-    names = ["background", *load_spec(world).classes]
-    ds = SegFolderDataset(world / "images" / split, world / "labels" / split, len(names))
-    text = teacher.encode_text(names, "simple")
-    hits, totals = torch.zeros(len(names)), torch.zeros(len(names))
-    for s in range(0, len(ds), 32):
-        items = [ds[i] for i in range(s, min(len(ds), s + 32))]
-        labels = torch.stack([it["label"] for it in items])
-        with torch.no_grad():
-            pred = teacher.dense_logits(torch.stack([it["image"] for it in items]), text, size=(size, size), output_stride=8).argmax(1)
-        valid = labels < len(names)
-        totals += torch.bincount(labels[valid], minlength=len(names)).float()
-        hits += torch.bincount(labels[valid & (pred == labels)], minlength=len(names)).float()
-    return {n: round(100 * float(h / t), 1) for n, h, t in zip(names, hits, totals) if t > 0}
+        recall = recall or {n: round(v, 1) for n, v in d["pixel_recall"].items()}
+    return cells, recall
 
 
 def main() -> None:
@@ -136,10 +118,12 @@ def main() -> None:
         print(f"\nworld {args.split}; dense cells: seen / unseen (hIoU); background named as an object within 8 px / farther")
         print("| teacher | tight crops (mean / worst) | " + " | ".join(f"MaskCLIP {s} px / 8" for s in args.sizes) + " |")
         print("|---|---|" + "---|" * len(args.sizes))
+        recalls = {}
         for name, teacher in rows.items():
-            print(f"| {name} | " + " | ".join(scores(teacher, world, args.split, args.sizes)) + " |")
-        for name, teacher in rows.items():
-            print(f"{name}: pixels named right at {args.sizes[0]} px, per class:", object_recall(teacher, world, args.split, args.sizes[0]))
+            cells, recalls[name] = scores(teacher, world, args.split, args.sizes)
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        for name, recall in recalls.items():
+            print(f"{name}: pixels named right at {args.sizes[0]} px, per class:", recall)
 
 
 if __name__ == "__main__":

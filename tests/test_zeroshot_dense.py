@@ -8,6 +8,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from pipelines.world.generate import load_spec
 from pipelines.world.zeroshot import dense_quality
 
 SPLIT, NEAR = "test", 3
@@ -74,3 +75,18 @@ def test_dense_miou_of_a_perfect_and_a_background_only_map(tiny_world):
     present = len(np.unique(valid))
     assert float(flat["mIoU"]) == pytest.approx(100 * (valid == 0).mean() / present, rel=1e-5)
     assert float(flat["mIoU_unseen"]) == 0.0
+    # pixel recall per class: 100 everywhere for the perfect map; the flat map names only the background right
+    assert perfect["pixel_recall"] == pytest.approx({n: 100.0 for n in perfect["pixel_recall"]})
+    assert set(perfect["pixel_recall"]) == {("background", *load_spec(tiny_world).classes)[k] for k in np.unique(valid)}
+    assert flat["pixel_recall"] == pytest.approx({n: 100.0 if n == "background" else 0.0 for n in flat["pixel_recall"]})
+
+
+def test_pixel_recall_is_a_brute_force_count_per_class(tiny_world):
+    labels = _labels(tiny_world)
+    rng = np.random.default_rng(0)
+    maps = [np.where(rng.random(lab.shape) < 0.6, np.where(lab == 255, 0, lab), rng.integers(0, 9, lab.shape)) for lab in labels]
+    got = dense_quality(StubTeacher(maps), tiny_world, SPLIT, batch=3)["pixel_recall"]
+    names = ("background", *load_spec(tiny_world).classes)
+    lab, pred = np.concatenate([x.ravel() for x in labels]), np.concatenate([m.ravel() for m in maps])
+    want = {names[k]: 100 * (pred[lab == k] == k).mean() for k in np.unique(lab[lab != 255])}
+    assert got == pytest.approx(want) and 0 < min(want.values()) < 100

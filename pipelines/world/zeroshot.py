@@ -81,7 +81,8 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
     of ``OpenVocabMeanIoU`` (mIoU, mIoU_seen, mIoU_unseen, hIoU, ...) and where the background mistakes lie (the
     largest class, so they decide the mIoU): ``background_near_error`` / ``background_far_error``, the share (%) of
     background pixels named as an object within ``near`` px (Chebyshev) of an object and farther away, and
-    ``background_near_share``, the share of background pixels that are near."""
+    ``background_near_share``, the share of background pixels that are near; ``pixel_recall``, per class name the share
+    (%) of its pixels the map names right (how well it tells the shapes apart)."""
     from pathlib import Path
 
     from distill.metrics import OpenVocabMeanIoU
@@ -96,6 +97,7 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
     metric = OpenVocabMeanIoU(len(names), [names.index(c) for c in spec.novel])
     text = teacher.encode_text(names, templates)
     counts = torch.zeros(4, dtype=torch.long)  # near pixels, near errors, far pixels, far errors
+    hits, totals = torch.zeros(len(names), dtype=torch.long), torch.zeros(len(names), dtype=torch.long)
     for s in range(0, len(ds), batch):
         items = [ds[i] for i in range(s, min(len(ds), s + batch))]
         images = torch.stack([it["image"] for it in items])
@@ -103,9 +105,14 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
         pred = teacher.dense_logits(images, text, size=size, **refine).argmax(1).cpu()
         metric.update(pred, labels)
         counts += _background_error_counts(pred, labels, len(names), near)
+        valid = labels < len(names)
+        totals += torch.bincount(labels[valid], minlength=len(names))
+        hits += torch.bincount(labels[valid & (pred == labels)], minlength=len(names))
     near_px, near_err, far_px, far_err = counts.tolist()
+    recall = {n: 100 * h / t for n, h, t in zip(names, hits.tolist(), totals.tolist()) if t > 0}
     return {**metric.compute(), "background_near_error": 100 * near_err / max(1, near_px),
-            "background_far_error": 100 * far_err / max(1, far_px), "background_near_share": 100 * near_px / max(1, near_px + far_px)}
+            "background_far_error": 100 * far_err / max(1, far_px), "background_near_share": 100 * near_px / max(1, near_px + far_px),
+            "pixel_recall": recall}
 
 
 def _background_error_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, near: int) -> torch.Tensor:
