@@ -83,12 +83,38 @@ def test_seg_real_config(files, data, method, tmp_path):
             "--data.init_args.root", str(files["data"] / SEG_ROOTS[data]), "--data.init_args.crop_size", "64",
             "--data.init_args.img_scale", "[160, 64]",  # the configs' keep-ratio protocol at a reduced scale
             "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
-    if method not in ("maskclip", "maskclip_pamr"):  # training-free MaskCLIP keeps its teacher_size (input) and only tests
-        over += ["--model.init_args.teacher_size", "[64, 64]", "--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
+    if method not in ("maskclip", "maskclip_pamr"):  # training-free MaskCLIP only tests
+        # the configs' own teacher_size (input): CLIP sees each 64 px training crop, as the official MaskCLIP+
+        over += ["--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
         _run(["fit", *over, *FIT])
         _run(["test", *over, "--ckpt_path", str(_last(tmp_path))])
     else:
         _run(["test", *over])
+
+
+@pytest.mark.slow
+def test_seg_real_teacher_cache_needs_a_fixed_size_then_trains_from_it(files, tmp_path):
+    """The README's real-data cache commands: the real configs' teacher sees each crop (``input``), which a cache of
+    whole images cannot hold, so ``cache`` refuses it by name; with a fixed size it caches and a fit reads it."""
+    cfg = config_args(["configs/seg/real.yaml", "configs/seg/data/voc20.yaml", "configs/seg/method/maskclip_plus.yaml"])
+    over = [*cfg, *TRAINER, "--model.init_args.teacher.init_args.pretrained", str(files["ViT-B-16-quickgelu"]),
+            "--model.init_args.templates", "simple", "--model.init_args.student.init_args.encoder_weights", str(files["resnet101"]),
+            "--data.init_args.root", str(files["data"] / SEG_ROOTS["voc20"]), "--data.init_args.crop_size", "64",
+            "--data.init_args.img_scale", "[160, 64]", "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+            "--trainer.default_root_dir", str(tmp_path)]
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="teacher_size: input"):
+        main(["cache", *over, "--out", str(cache)])
+    assert not (cache / "index.json").exists()
+    fixed = [*over, "--model.init_args.teacher_size", "[64,64]"]
+    _run(["cache", *fixed, "--out", str(cache)])
+    index = json.loads((cache / "index.json").read_text())
+    assert list(index["key"]["size"]) == [64, 64]
+    _run(["fit", *fixed, "--data.init_args.teacher_cache", str(cache), *FIT])
+    assert _last(tmp_path).is_file()
+    # a run whose size differs from the cache's is refused, naming the field
+    with pytest.raises(ValueError, match=r"size: cache \[64, 64\] vs run \[96, 96\]"):
+        main(["fit", *over, "--model.init_args.teacher_size", "[96,96]", "--data.init_args.teacher_cache", str(cache), *FIT])
 
 
 @pytest.mark.slow
