@@ -1,6 +1,7 @@
 """The ``ovdistill`` entry point dispatches project commands and Lightning subcommands."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,41 @@ def test_help_lists_every_project_command(capsys):
     for name in PROJECT_COMMANDS:
         assert name in out
     assert "fit" in out
+
+
+def _options_without_help(text: str) -> list[str]:
+    """Options in an argparse ``--help`` text that have no help of their own: an option line with no text after its
+    invocation, and no indented continuation below it."""
+    lines = text.split("\n")
+    bare = []
+    for i, line in enumerate(lines):
+        if re.match(r"^  -", line) and not line.startswith("  -h,"):
+            helped = re.search(r"\S\s{2,}\S", line.strip()) is not None
+            wrapped = i + 1 < len(lines) and re.match(r"^\s{8,}\S", lines[i + 1]) is not None
+            if not (helped or wrapped):
+                bare.append(line.strip())
+    return bare
+
+
+def test_the_heuristic_finds_an_option_without_help():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="x")
+    parser.add_argument("--with-help", type=int, help="says what it does")
+    parser.add_argument("--bare-choice", choices=("a", "b"))
+    parser.add_argument("--a-rather-long-option-name-that-wraps", help="the help goes on the next line")
+    parser.add_argument("--bare", type=int)
+    assert _options_without_help(parser.format_help()) == ["--bare-choice {a,b}", "--bare BARE"]
+
+
+@pytest.mark.parametrize("command", [*PROJECT_COMMANDS, "evaluate det", "evaluate seg"])
+def test_every_project_command_option_says_what_it_does(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command.split(), "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "options:" in text
+    assert _options_without_help(text) == []
 
 
 def test_lightning_subcommand_help_is_lightning_cli(capsys):

@@ -18,7 +18,7 @@ import json
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ovdistill cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="cache directory (index.json + shard-*.safetensors)")
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--split", default="train", choices=("train", "val", "test"), help="the data module's split to cache")
     parser.add_argument("--shard-size", type=int, default=64, help="images per shard file")
     parser.add_argument("--batch-size", type=int, default=16, help="images per teacher forward")
     parser.add_argument("--no-flips", action="store_true", help="skip the mirror-image maps (then train without h-flips)")

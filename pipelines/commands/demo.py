@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="ovdistill-demo", help="where results.md/json and overlays go")
     parser.add_argument("--cache-dir", default=None, help="world/teacher cache (default $OVDISTILL_CACHE or ~/.cache/ovdistill)")
     parser.add_argument("--retrain-teacher", action="store_true", help="pre-train the teacher instead of using the shipped one")
-    parser.add_argument("--teacher-steps", type=int, default=2400)
+    parser.add_argument("--teacher-steps", type=int, default=2400, help="pre-training steps with --retrain-teacher (the shipped recipe: 2400)")
     parser.add_argument("--seg-steps", type=int, default=100, help="training steps of each segmentation method (batch 16)")
     parser.add_argument("--det-steps", type=int, default=200, help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-precision", choices=CHOICES, default="auto",
                         help="the frozen teacher's inference passes: auto = bf16 on a CPU with native bf16 (about 2x faster, "
                              "README), fp32 elsewhere; students train in fp32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the world (another seed renders another world) and of the students' training and learned prompts")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

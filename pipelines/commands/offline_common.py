@@ -32,7 +32,7 @@ def offline_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint of a trained detector (`ovdistill fit`'s last.ckpt)")
     parser.add_argument("--out", required=True, help="file to write (atomically)")
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--split", default="train", choices=("train", "val", "test"), help="the data module's split to run on")
     parser.add_argument("--batch-size", type=int, default=8, help="images per step on each device")
     return parser
 

@@ -17,7 +17,9 @@ from .offline_common import build_offline, offline_parser, parts_dir
 
 def main(argv: list[str]) -> int:
     parser = offline_parser("ovdistill pseudo-label", __doc__)
-    parser.add_argument("--labeller", choices=("teacher", "detector"), default="teacher")
+    parser.add_argument("--labeller", choices=("teacher", "detector"), default="teacher",
+                        help="teacher: the teacher classifies the detector's proposals (round one); detector: the detector's own "
+                             "novel detections (later rounds)")
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum pseudo-box score")
     parser.add_argument("--top-k", type=int, default=5, help="pseudo boxes kept per image")
     parser.add_argument("--top-proposals", type=int, default=100, help="proposals the teacher labeller classifies per image")

@@ -18,10 +18,10 @@ from pipelines.world.teacher import (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovdistill pretrain-teacher", description=__doc__)
     parser.add_argument("--out", required=True, help="directory for checkpoints and the exported teacher")
-    parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=2400, help="optimiser steps (more than a finished run's: training continues)")
+    parser.add_argument("--batch-size", type=int, default=128, help="image-caption pairs per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (linear warm-up, cosine decay)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the caption data stream and the initial weights")
     parser.add_argument("--ckpt-every", type=int, default=100, help="write OUT/checkpoints/last.ckpt every N steps (resume point)")
     parser.add_argument("--p-crop", type=float, default=0.5,
                         help="share of caption groups that are cropped views (objects framed tightly to loosely, bare background)")

@@ -10,12 +10,12 @@ from pipelines.world.spec import DEFAULT_NOVEL
 
 def spec_arguments(parser: argparse.ArgumentParser) -> None:
     """World-spec options shared by ``world`` and ``demo``."""
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rendering (the same seed and options give the same files)")
     parser.add_argument("--train", type=int, default=1200, help="training images")
     parser.add_argument("--val", type=int, default=200, help="validation images")
     parser.add_argument("--test", type=int, default=200, help="test images")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--max-objects", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=96, help="square image side in px (object sizes scale with it)")
+    parser.add_argument("--max-objects", type=int, default=4, help="most objects per scene")
     parser.add_argument("--classes", nargs="+", default=list(SHAPES), help=f"shape classes (from {', '.join(SHAPES)})")
     parser.add_argument("--novel", nargs="+", default=list(DEFAULT_NOVEL), help="classes whose labels students never get")
 
