@@ -78,7 +78,7 @@ def write_det(root: Path, n: int) -> tuple[Path, Path]:
 def direct(gt: Path, dt: Path, backend: str) -> float:
     from distill.metrics.detection import coco_api
 
-    COCO, COCOeval = coco_api(backend)  # noqa: N806
+    COCO, COCOeval = coco_api(backend)
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(gt))
         ev = COCOeval(coco, coco.loadRes(json.loads(dt.read_text())), "bbox")

@@ -1,7 +1,7 @@
 """Whole-image and sliding-window inference for dense predictors at any input resolution."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor

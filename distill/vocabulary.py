@@ -83,11 +83,11 @@ class Vocabulary:
         return {"class_names": list(self.names), "held_out": list(self.held_out)}
 
     @classmethod
-    def from_dict(cls, data: dict, ignore_index: int = 255) -> "Vocabulary":
+    def from_dict(cls, data: dict, ignore_index: int = 255) -> Vocabulary:
         held = data.get("held_out", data.get("unseen", data.get("novel", [])))
         return cls(tuple(data["class_names"]), tuple(held), ignore_index)
 
-    def check_matches(self, other: "Vocabulary", mine: str, theirs: str) -> None:
+    def check_matches(self, other: Vocabulary, mine: str, theirs: str) -> None:
         """Refuse two vocabularies that differ in classes, their order or the held-out set."""
         if self.names != other.names:
             if set(self.names) == set(other.names):

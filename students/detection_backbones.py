@@ -93,5 +93,5 @@ class TimmBackboneWithFPN(nn.Module):
         self.out_channels = out_channels
         self.num_levels = 5
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))

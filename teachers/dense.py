@@ -17,7 +17,8 @@ timm CNN towers whose head is global average pooling + a linear projection (``ti
 an exact dense counterpart: the projection applied at every position of the last feature map (its
 spatial mean is the image embedding; CAM's observation). ``maskclip`` names that path for them; an
 ``output_stride`` of 16 or 8 rebuilds the trunk dilated (timm's ``output_stride``) with the same
-weights, its shortcut averages made to leave padding out (``_SameAvgPoolExcludingPad``). Attention-pool (MAP / SigLIP) and ViT timm towers raise ``NotImplementedError``.
+weights, its shortcut averages made to leave padding out (``_SameAvgPoolExcludingPad``). Attention-pool (MAP / SigLIP)
+and ViT timm towers raise ``NotImplementedError``.
 
 Each function returns ``(features [B, D, h, w], keys [B, C, h, w])``; the keys of the last block
 feed key smoothing (see :mod:`teachers.refine`).

@@ -72,7 +72,7 @@ class OpenCLIPTeacher(nn.Module):
         self._setup(model, model_name, pretrained, precision, region_chunk, tag)
 
     @classmethod
-    def from_model(cls, model: nn.Module, model_name: str, *, region_chunk: int = 256) -> "OpenCLIPTeacher":
+    def from_model(cls, model: nn.Module, model_name: str, *, region_chunk: int = 256) -> OpenCLIPTeacher:
         """Wrap a frozen deep copy of an in-memory open_clip model (e.g. to evaluate one being trained)."""
         teacher = cls.__new__(cls)
         nn.Module.__init__(teacher)
@@ -103,7 +103,7 @@ class OpenCLIPTeacher(nn.Module):
         self._text_cache: dict[tuple, Tensor] = {}
 
     # ------------------------------------------------------------------ state
-    def train(self, mode: bool = True) -> "OpenCLIPTeacher":
+    def train(self, mode: bool = True) -> OpenCLIPTeacher:
         """Keep the wrapped model in eval mode whatever a parent module asks (it is never trained)."""
         self.training = mode
         self.model.eval()

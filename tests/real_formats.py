@@ -50,7 +50,7 @@ def _label_map(rng, size, ids, border=True) -> np.ndarray:
     """Rectangles of class ids on id 0, with a 255 border around each (the VOC look)."""
     h, w = size
     lab = np.zeros((h, w), np.uint8)
-    for k, cid in enumerate(ids):
+    for cid in ids:
         y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
         y1, x1 = y0 + h // 3, x0 + w // 3
         if border:
@@ -117,7 +117,7 @@ def _instances(rng, image_ids, size, cats, *, quirks: bool, crowd: bool = True) 
     h, w = size
     anns = []
     for image_id in image_ids:
-        for k, cat in enumerate(cats):
+        for cat in cats:
             x, y = float(rng.integers(0, w // 2)), float(rng.integers(0, h // 2))
             bw, bh = float(w // 3), float(h // 3)
             poly = [x, y, x + bw, y, x + bw, y + bh, x, y + bh]

@@ -19,7 +19,8 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_det_script.py")
 @pytest.mark.slow
 def test_ddp_fit_and_synced_ap_equals_single_process(tiny_world, tmp_path):
     train = WorldDetDataModule(str(tiny_world)).dataset("train")
-    props = compute_proposals(tiny_detector(), train, top_n=6, teacher=make_teacher("ddp-det-rn", TINY_RN))  # the script's teacher: its embeddings are checked
+    # the script's teacher: its embeddings are checked
+    props = compute_proposals(tiny_detector(), train, top_n=6, teacher=make_teacher("ddp-det-rn", TINY_RN))
     proposals = save_proposals(props, tmp_path / "p.pt")
     result = launch(SCRIPT, [str(tiny_world), str(proposals), str(tmp_path), "2"], tmp_path)
     single = validate_checkpoint(*build(str(tiny_world), str(proposals)), tmp_path)

@@ -47,13 +47,13 @@ def reference(preds, targets, tmp_path):
     images = [{"id": t["image_id"], "width": 100, "height": 100} for t in targets]
     anns, dets = [], []
     for t in targets:
-        for b, l, c in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist()):
+        for b, lab, c in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist()):
             w, h = b[2] - b[0], b[3] - b[1]
-            anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": l + 1,
+            anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": lab + 1,
                          "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": c})
     for p, t in zip(preds, targets):
-        for b, s, l in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
-            dets.append({"image_id": t["image_id"], "category_id": l + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
+        for b, s, lab in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
+            dets.append({"image_id": t["image_id"], "category_id": lab + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES)]
     (tmp_path / "gt.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     (tmp_path / "dt.json").write_text(json.dumps(dets))
@@ -143,9 +143,9 @@ def test_lvis_frequency_groups(tmp_path):
     images = [{"id": t["image_id"], "width": 100, "height": 100, "neg_category_ids": [], "not_exhaustive_category_ids": []} for t in targets]
     anns = []
     for t in targets:
-        for b, l in zip(t["boxes"].tolist(), t["labels"].tolist()):
+        for b, lab in zip(t["boxes"].tolist(), t["labels"].tolist()):
             w, h = b[2] - b[0], b[3] - b[1]
-            anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": 10 + l, "bbox": [b[0], b[1], w, h], "area": w * h})
+            anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": 10 + lab, "bbox": [b[0], b[1], w, h], "area": w * h})
     path = tmp_path / "lvis.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     metric = LVISDetectionAP(str(path))

@@ -110,7 +110,8 @@ def test_detector_losses_and_vocabulary_at_call_time():
     det = tiny_detector()
     text = F.normalize(torch.randn(3, D), dim=-1)
     images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
-    targets = [{"boxes": torch.tensor([[4.0, 4, 30, 30]]), "labels": torch.tensor([2])}, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    targets = [{"boxes": torch.tensor([[4.0, 4, 30, 30]]), "labels": torch.tensor([2])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
     det.train()
     torch.manual_seed(3)
     plain = det(images, targets, text=text)

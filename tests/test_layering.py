@@ -20,10 +20,10 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.evaluate": {"pipelines.data", "distill"},
     "pipelines.cache": {"pipelines.data", "distill", "teachers", "students"},
     "pipelines.bench": {"pipelines.cache", "pipelines.offline", "pipelines.data", "pipelines.world", "distill", "teachers", "students"},
-    "pipelines.commands": {"pipelines", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
-                           "teachers", "students"},
-    "pipelines": {"pipelines.commands", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data", "pipelines.world", "distill",
-                  "teachers", "students"},
+    "pipelines.commands": {"pipelines", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data",
+                           "pipelines.world", "distill", "teachers", "students"},
+    "pipelines": {"pipelines.commands", "pipelines.cache", "pipelines.evaluate", "pipelines.bench", "pipelines.offline", "pipelines.data",
+                  "pipelines.world", "distill", "teachers", "students"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)
 

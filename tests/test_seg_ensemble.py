@@ -36,9 +36,10 @@ def test_image_head_is_a_second_normalised_embedding_of_the_same_decoder(arch):
     from students import PixelEmbeddingSegmenter
 
     torch.manual_seed(0)
-    student = PixelEmbeddingSegmenter(8, arch=arch, encoder_depth=3 if arch == "Unet" else 5, decoder_channels=(32, 16, 8) if arch == "Unet" else None,
-                                      image_head=True, smp_kwargs={} if arch == "Unet" else {"decoder_pyramid_channels": 16,
-                                                                                            "decoder_segmentation_channels": 32})
+    unet = arch == "Unet"
+    student = PixelEmbeddingSegmenter(8, arch=arch, encoder_depth=3 if unet else 5, decoder_channels=(32, 16, 8) if unet else None,
+                                      image_head=True,
+                                      smp_kwargs={} if unet else {"decoder_pyramid_channels": 16, "decoder_segmentation_channels": 32})
     student.eval()  # FPN's decoder has dropout: two forwards in training mode differ
     images = torch.rand(2, 3, 32, 32)
     seen = []

@@ -162,7 +162,8 @@ def test_rebuild_replaces_a_cache_of_another_key(vit_teacher, tiny_world, tmp_pa
     out = tmp_path / "dense"
     _build(vit_teacher, tiny_world, out, shard_size=4)
     _, summary = _build(vit_teacher, tiny_world, out, shard_size=8, rebuild=True)
-    assert summary["computed_here"] == 2 and sorted(p.name for p in out.glob("*.safetensors")) == ["shard-00000.safetensors", "shard-00001.safetensors"]
+    assert summary["computed_here"] == 2
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["shard-00000.safetensors", "shard-00001.safetensors"]
     assert load_file(out / "shard-00001.safetensors")["index"].tolist() == list(range(8, 16))
 
 

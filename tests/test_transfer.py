@@ -6,8 +6,8 @@ them at this budget (MaskCLIP+ >= 3x and +15 over LSeg, and above its own teache
 else margins beyond what the runs measure (dense distillation's cost to the seen classes: at most 8 points, where it
 measures 0.5 at 100 steps and 8.2 at 80: it swings with the budget; the demo's 5-point bar is read from the demo's
 own table). With the teacher's signal replaced by noise
-each test fails (``python tests/mutations.py noise``): the segmentation test on the dense map, the detection test on the region embeddings (ViLD-ensemble's gain over ViLD-text
-and the pseudo-box labeller's precision).
+each test fails (``python tests/mutations.py noise``): the segmentation test on the dense map, the detection test on
+the region embeddings (ViLD-ensemble's gain over ViLD-text and the pseudo-box labeller's precision).
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def test_vild_ensemble_and_pseudo_boxes_find_novel_objects(setting):
     # step decay, 17.5 at a constant rate; teacher on proposals 14.2 (17.2 before); a noise region teacher 9.1 at a constant rate)
     assert ensemble["AP50_novel"] >= DET_BAR, rows
     # what the region teacher adds through the image head, over the text head alone (measured: novel 22.0 vs 4.9, all
-    # classes 38.2 vs 12.0 at lr 1e-3; 23.0 vs 8.5 and 39.2 vs 19.3 at lr 5e-4; at a constant rate 17.5 vs 6.6 and 35.1 vs 18.9, and with the region teacher's embeddings
+    # classes 38.2 vs 12.0 at lr 1e-3; 23.0 vs 8.5 and 39.2 vs 19.3 at lr 5e-4; at a constant rate 17.5 vs 6.6 and
+    # 35.1 vs 18.9, and with the region teacher's embeddings
     # replaced by noise 9.1 and 20.2: the blend alone lifts AP a little, the teacher much more)
     assert ensemble["AP50_novel"] >= text["AP50_novel"] + ENSEMBLE_GAIN, rows
     assert ensemble["AP50"] >= text["AP50"] + 8.0, rows

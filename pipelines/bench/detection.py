@@ -58,7 +58,8 @@ def _row(name: str, result: dict) -> dict:
 def run_det_methods(
     teacher, world, out: str | Path, steps: int = 200, seed: int = 0, progress: bool = True, batch_size: int = 16,
     weights: str | None = None, lr: float = DET_LR, image_weight: float = 0.1, ensemble_image_weight: float = 0.25, image_regions: int = 32,
-    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None, log_dir: str | Path | None = None,
+    pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None,
+    log_dir: str | Path | None = None,
     workers: int = 1, lr_schedule: str = DET_LR_SCHEDULE,
 ) -> tuple[list[dict], dict]:
     """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
@@ -107,7 +108,8 @@ def run_det_methods(
         L.seed_everything(seed, verbose=False)
         base_name = "base-only detector (closed vocabulary, no distillation)"
         trained = fit_and_test([
-            job(base_name, lambda: BaseOnlyDetector(teacher, detector(), class_names=dm.class_names, novel=dm.novel, lr=lr, lr_schedule=lr_schedule, prompts=prompts), dm),
+            job(base_name, lambda: BaseOnlyDetector(teacher, detector(), class_names=dm.class_names, novel=dm.novel, lr=lr,
+                                                    lr_schedule=lr_schedule, prompts=prompts), dm),
             job("ViLD-text", lambda: ViLD(teacher, detector(), lr=lr, lr_schedule=lr_schedule, prompts=prompts), dm),
         ])
         proposer = trained["ViLD-text"].student
@@ -138,6 +140,7 @@ def run_det_methods(
             job("ViLD (text + image)", lambda: ViLD(teacher, detector(), image_weight=image_weight, **vild), with_props),
             job("ViLD-ensemble", lambda: ViLD(teacher, detector(image_head=True), ensemble=True, image_weight=ensemble_image_weight, **vild),
                 with_props),
-            job("pseudo-box self-training (teacher labels)", lambda: PseudoBoxDetector(teacher, detector(), lr=lr, lr_schedule=lr_schedule, prompts=prompts), with_pseudo),
+            job("pseudo-box self-training (teacher labels)",
+                lambda: PseudoBoxDetector(teacher, detector(), lr=lr, lr_schedule=lr_schedule, prompts=prompts), with_pseudo),
         ])
     return rows, modules

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain-teacher", action="store_true", help="pre-train the teacher instead of using the shipped one")
     parser.add_argument("--teacher-steps", type=int, default=2400, help="pre-training steps with --retrain-teacher (the shipped recipe: 2400)")
     parser.add_argument("--seg-steps", type=int, default=100, help="training steps of each segmentation method (batch 16)")
-    parser.add_argument("--det-steps", type=int, default=200, help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
+    parser.add_argument("--det-steps", type=int, default=200,
+                        help="training steps of each detection method (benchmarks/det_curves.py: fewer miss the bars)")
     parser.add_argument("--det-batch-size", type=int, default=8, help="detection batch size (16 transfers better, twice the time)")
     parser.add_argument("--workers", type=int, default=1,
                         help="1: trainings one after another on all threads; N: N side by side, each in a one-thread process "

@@ -180,7 +180,10 @@ class CocoDetDataModule(NamesFromVocabulary, SplitLoaders, L.LightningDataModule
             return ds
         if split not in ("val", "test"):
             raise ValueError(f"no split {split!r}; expected train, val or test")
-        ann, images = (hp.val_ann, hp.val_images) if split == "val" else (hp.test_ann or hp.val_ann, hp.test_images if hp.test_images is not None else hp.val_images)
+        if split == "val":
+            ann, images = hp.val_ann, hp.val_images
+        else:  # a test split falls back to the val files
+            ann, images = hp.test_ann or hp.val_ann, hp.test_images if hp.test_images is not None else hp.val_images
         return CocoDetection(self.root / images, resolve_path(self.root, ann, "annotation file"), self.class_names, **common)
 
     def _train_dataset(self) -> CocoDetection:

@@ -4,8 +4,8 @@ one result per image (the distributed sampler repeats a few to even out the shar
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import torch

@@ -54,7 +54,7 @@ class WorldSpec:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WorldSpec":
+    def from_dict(cls, d: dict) -> WorldSpec:
         d = {k: v for k, v in d.items() if k != "version"}
         return cls(**d)
 

@@ -21,7 +21,7 @@ SHIPPED_PT = ASSETS / "world_teacher.pt"
 SHIPPED_JSON = ASSETS / "world_teacher.json"
 
 
-def load_teacher_dir(root: str | Path | None, device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple["EmbeddedTeacher", dict]:
+def load_teacher_dir(root: str | Path | None, device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple[EmbeddedTeacher, dict]:
     """Load a teacher exported by ``ovdistill pretrain-teacher --out ROOT`` (``None``: the shipped one)."""
     teacher = EmbeddedTeacher(None if root is None else str(root), precision=precision, device=device)
     if teacher.meta.get("world_version") != WORLD_VERSION:
@@ -33,7 +33,7 @@ def load_teacher_dir(root: str | Path | None, device="cpu", precision: Literal["
     return teacher, teacher.meta
 
 
-def load_shipped_teacher(device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple["EmbeddedTeacher", dict]:
+def load_shipped_teacher(device="cpu", precision: Literal["fp32", "fp16", "bf16"] = "fp32") -> tuple[EmbeddedTeacher, dict]:
     """Load the teacher shipped inside the package."""
     return load_teacher_dir(None, device, precision)
 
