@@ -39,7 +39,7 @@ def seg_predictions(teacher, world: Path, out: Path) -> None:
     module.setup("predict")  # text embeddings, as the Trainer would
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted((world / "images" / "test").glob("*.png")):
-        pred = module.predict_logits(read_image(path)[None]).argmax(1)[0]
+        pred = module.labels_from_logits(module.predict_logits(read_image(path)[None]))[0]
         Image.fromarray(pred.numpy().astype(np.uint8)).save(out / path.name)
 
 

@@ -158,8 +158,13 @@ class OpenVocabSegModule(TeacherStudentModule):
             return slide_inference(fn, images, len(self.class_names), hp.crop, hp.stride)
         return whole_inference(fn, images)
 
+    def labels_from_logits(self, logits: Tensor) -> Tensor:
+        """Each pixel's predicted class from ``predict_logits`` (at any size): the arg-max (training-free MaskCLIP may
+        also name low-confidence pixels background, ``background_threshold``)."""
+        return logits.argmax(1)
+
     def _evaluate(self, batch: dict, metric: OpenVocabMeanIoU) -> None:
-        metric.update(self._at_label_size(self.predict_logits(batch["image"]), batch).argmax(1), batch["label"])
+        metric.update(self.labels_from_logits(self._at_label_size(self.predict_logits(batch["image"]), batch)), batch["label"])
 
     @staticmethod
     def _at_label_size(logits: Tensor, batch: dict) -> Tensor:
@@ -176,7 +181,7 @@ class OpenVocabSegModule(TeacherStudentModule):
         self._evaluate(batch, self.test_metric)
 
     def predict_step(self, batch, batch_idx):
-        return self._at_label_size(self.predict_logits(batch["image"]), batch).argmax(1)
+        return self.labels_from_logits(self._at_label_size(self.predict_logits(batch["image"]), batch))
 
     def configure_optimizers(self):
         """AdamW; a pre-trained encoder (``student.net.encoder``) may get its own ``encoder_lr`` (LSeg uses a

@@ -79,19 +79,43 @@ class MaskCLIP(OpenVocabSegModule):
     """Training-free MaskCLIP: the teacher's dense logits are the prediction (baseline row).
 
     ``smooth`` / ``denoise``: MaskCLIP's key smoothing and prompt denoising. ``pamr_steps > 0``: the upsampled
-    probabilities are then refined by PAMR guided by the image (``teachers.pamr``; ``pamr_dilations``)."""
+    probabilities are then refined by PAMR guided by the image (``teachers.pamr``; ``pamr_dilations``).
+
+    ``background_threshold`` (SCLIP's ``prob_thd``, also ClearCLIP's and NACLIP's, for datasets with a background
+    class): a pixel whose highest class probability, ``softmax(logit_scale * score)`` at the label's size, is under it
+    is named background. 0 (default, MaskCLIP's own protocol) leaves the arg-max alone. Choose it and ``logit_scale``
+    on val."""
 
     uses_dense_teacher = True
 
     def __init__(
         self, teacher: nn.Module, student: nn.Module | None = None, *args, denoise: float | None = None, smooth: bool = False,
         smooth_affinity: Literal["official", "cosine"] = "official", pamr_steps: int = 0,
-        pamr_dilations: tuple[int, ...] = PAMR_DILATIONS, **kwargs,
+        pamr_dilations: tuple[int, ...] = PAMR_DILATIONS, background_threshold: float = 0.0, **kwargs,
     ):
         if student is not None:
             raise ValueError("MaskCLIP is training-free and has no student: set student: null (configs/seg/method/maskclip.yaml does)")
+        if not 0.0 <= background_threshold < 1.0:
+            raise ValueError(f"background_threshold={background_threshold}: a probability in [0, 1) (0: off)")
         super().__init__(teacher, None, *args, **kwargs)
         self.save_hyperparameters(ignore=["teacher", "student"])
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.hparams.background_threshold and self.background_index is None:
+            raise ValueError(
+                f"background_threshold={self.hparams.background_threshold} names low-confidence pixels "
+                f"{self.hparams.background!r}, which is not among this dataset's classes ({', '.join(self.class_names[:5])}, ...): "
+                "use it on a dataset with a background class (voc21-style, context60, the world), or set it to 0"
+            )
+
+    def labels_from_logits(self, logits: Tensor) -> Tensor:
+        labels = logits.argmax(1)
+        threshold = self.hparams.background_threshold
+        if not threshold:
+            return labels
+        confidence = (self.hparams.logit_scale * logits.float()).softmax(1).amax(1)
+        return labels.masked_fill(confidence < threshold, self.background_index)
 
     def uncalibrated_logits(self, images: Tensor) -> Tensor:
         """The teacher's refined dense logits over the whole image (the official ``test_cfg``, ``mode='whole'``) or,

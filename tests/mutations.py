@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: (name, file, original text, mutated text, tests to run)
 MUTATIONS = [
+    ("background threshold keeps the confident pixels instead", "distill/seg_modules.py",
+     "return labels.masked_fill(confidence < threshold, self.background_index)",
+     "return labels.masked_fill(confidence > threshold, self.background_index)", "tests/test_background_threshold.py"),
+    ("background threshold ignores logit_scale", "distill/seg_modules.py",
+     "confidence = (self.hparams.logit_scale * logits.float()).softmax(1).amax(1)", "confidence = logits.float().softmax(1).amax(1)",
+     "tests/test_background_threshold.py"),
     ("ViLD-ensemble scores renormalised by a softmax", "students/region_heads.py",
      "return class_output if self.ensembling else F.softmax(class_output, -1)", "return F.softmax(class_output, -1)",
      "tests/test_det_parts.py"),

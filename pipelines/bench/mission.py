@@ -72,7 +72,7 @@ def save_method_overlays(modules: dict, world: Path, out: Path, n: int = 6) -> l
     preds = {}
     for name, module in modules.items():
         module.eval()
-        preds[name] = [module.predict_logits(img[None]).argmax(1)[0] for img in images]
+        preds[name] = [module.labels_from_logits(module.predict_logits(img[None]))[0] for img in images]
     paths = [save_sheet(method_sheet(images, targets, p, names, novel), out / "overlays" / f"{name}.png") for name, p in preds.items()]
     paths.append(save_sheet(comparison_sheet(images, targets, preds, names, novel), out / "overlays" / "all methods.png"))
     return paths
