@@ -106,7 +106,7 @@ class MaskCLIP(OpenVocabSegModule):
             raise ValueError(
                 f"background_threshold={self.hparams.background_threshold} names low-confidence pixels "
                 f"{self.hparams.background!r}, which is not among this dataset's classes ({', '.join(self.class_names[:5])}, ...): "
-                "use it on a dataset with a background class (voc21-style, context60, the world), or set it to 0"
+                "use it on a dataset with a background class (context60, the world, your own files with one), or set it to 0"
             )
 
     def labels_from_logits(self, logits: Tensor) -> Tensor:

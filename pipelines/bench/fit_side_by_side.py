@@ -67,7 +67,7 @@ def _child(job: FitJob, steps: int, seed: int, log_dir, result: Path) -> None:
         torch.save(state, result.with_suffix(".tmp"))
         os.replace(result.with_suffix(".tmp"), result)  # the parent never reads half a file
         code = 0
-    except BaseException:
+    except BaseException:  # whatever it was, the parent reports it with the job's name
         result.with_suffix(".err").write_text(traceback.format_exc())
     finally:
         os._exit(code)  # not the parent's atexit handlers or buffered output, copied by fork
