@@ -7,9 +7,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from real_formats import write_context
 
 from distill.seg_modules import MaskCLIP
-from pipelines.data.seg_datamodule import WorldSegDataModule
+from pipelines.data.seg_datamodule import SegFolderDataModule, WorldSegDataModule
 
 
 def _trainer() -> L.Trainer:
@@ -80,3 +81,32 @@ def test_a_threshold_without_a_background_class_or_out_of_range_is_refused(rn_te
         module.setup("test")
     with pytest.raises(ValueError, match=r"background_threshold=1.0: a probability in \[0, 1\)"):
         MaskCLIP(rn_teacher, class_names=["background", "cat"], unseen=["cat"], background_threshold=1.0)
+
+
+
+def _on(teacher, dm, **kw) -> MaskCLIP:
+    """MaskCLIP with a data module's vocabulary, set up as a Trainer would."""
+    module = MaskCLIP(teacher, class_names=list(dm.vocabulary.names), unseen=list(dm.vocabulary.held_out), teacher_size=(64, 64), **kw)
+    module.setup("validate")
+    return module.eval()
+
+
+def test_on_context_files_context60_takes_the_rule_and_context59_refuses_it(rn_teacher, tmp_path):
+    """PASCAL Context in its real layout: context60 keeps background (index 0) as a class, context59 ignores it."""
+    ctx = write_context(tmp_path)
+    splits = {"train": ["JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/train.txt"],
+              "val": ["JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/val.txt"]}
+    c60 = SegFolderDataModule(str(ctx), preset="context60", splits=splits, num_workers=0)
+    plain = _on(rn_teacher, c60)
+    with torch.no_grad():
+        logits = plain.predict_logits(c60.dataset("val")[0]["image"][None])
+    top = (plain.hparams.logit_scale * logits).softmax(1).amax(1)
+    threshold = float(top.median())
+    rule = _on(rn_teacher, c60, background_threshold=threshold)
+    got = rule.labels_from_logits(logits)
+    assert rule.background_index == 0 and rule.class_names[0] == "background"
+    torch.testing.assert_close(got, torch.where(top < threshold, torch.zeros_like(got), logits.argmax(1)))
+    assert (got == 0).float().mean() >= 0.4
+    c59 = SegFolderDataModule(str(ctx), preset="context59", splits=splits, num_workers=0)
+    with pytest.raises(ValueError, match="not among this dataset's classes"):
+        _on(rn_teacher, c59, background_threshold=0.3)
