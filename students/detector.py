@@ -9,13 +9,14 @@ losses, NMS — is torchvision's ``FasterRCNN`` (RoI pooling with a faster CPU g
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
@@ -23,6 +24,14 @@ from torchvision.ops import boxes as box_ops
 from .detection_backbones import build_backbone
 from .region_heads import DualBranchHead, EmbeddingBoxPredictor, EmbeddingRoIHeads
 from .roi_pool import SeparableGradMultiScaleRoIAlign
+
+
+class BackbonePass(NamedTuple):
+    """One pass of the detector's transform and backbone over a list of images."""
+
+    original: list  # each image's (H, W) before the transform
+    images: ImageList
+    features: dict[str, Tensor]
 
 
 class RegionEmbeddingDetector(FasterRCNN):
@@ -109,12 +118,18 @@ class RegionEmbeddingDetector(FasterRCNN):
         x = self.roi_heads.box_head(self.roi_heads.box_roi_pool(features, boxes, images_t.image_sizes))
         return {**rpn_losses, **det_losses}, self.predictor.embed(x, head)
 
-    @torch.no_grad()
-    def propose(self, images: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Class-agnostic RPN proposals (xyxy, input pixels) and their objectness in [0, 1], per image."""
+    def _backbone_pass(self, images: list[Tensor]) -> BackbonePass:
         original = [img.shape[-2:] for img in images]
         images_t, _ = self.transform(images)
-        features = self.backbone(images_t.tensors)
+        return BackbonePass(original, images_t, self.backbone(images_t.tensors))
+
+    @torch.no_grad()
+    def propose(self, images: list[Tensor], keep_features: bool = False):
+        """Class-agnostic RPN proposals (xyxy, input pixels) and their objectness in [0, 1], per image.
+
+        ``keep_features``: also return the backbone pass (``BackbonePass``), so that ``refine_boxes(images, boxes,
+        features=...)`` on the same images does not run the backbone again (the pseudo labeller's round one)."""
+        original, images_t, features = passed = self._backbone_pass(images)
         rpn = self.rpn
         objectness, deltas = rpn.head(list(features.values()))
         anchors = rpn.anchor_generator(images_t, list(features.values()))
@@ -125,18 +140,17 @@ class RegionEmbeddingDetector(FasterRCNN):
         boxes = rpn.box_coder.decode(deltas.detach(), anchors).view(n, -1, 4)
         boxes, scores = rpn.filter_proposals(boxes, objectness, images_t.image_sizes, per_level)
         out = [resize_boxes(b, s, o) for b, s, o in zip(boxes, images_t.image_sizes, original)]
-        return out, scores
+        return (out, scores, passed) if keep_features else (out, scores)
 
     @torch.no_grad()
-    def refine_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
+    def refine_boxes(self, images: list[Tensor], boxes: list[Tensor], features: BackbonePass | None = None) -> list[Tensor]:
         """``boxes`` (xyxy, input pixels) moved by the second stage's class-agnostic box regression, clipped.
 
         A proposal that covers only part of an unannotated object is often pulled onto it: the regression
-        learned on base boxes is class-agnostic and carries over (round-one pseudo boxes use it).
+        learned on base boxes is class-agnostic and carries over (round-one pseudo boxes use it). ``features``: the
+        backbone pass ``propose(images, keep_features=True)`` returned for these images.
         """
-        original = [img.shape[-2:] for img in images]
-        images_t, _ = self.transform(images)
-        features = self.backbone(images_t.tensors)
+        original, images_t, features = features if features is not None else self._backbone_pass(images)
         scaled = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(boxes, original, images_t.image_sizes)]
         x = self.roi_heads.box_head(self.roi_heads.box_roi_pool(features, scaled, images_t.image_sizes))
         deltas = self.predictor.box_deltas(x)

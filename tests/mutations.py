@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: (name, file, original text, mutated text, tests to run)
 MUTATIONS = [
+    ("pseudo labeller runs the backbone twice (box regression ignores the proposals' pass)", "pipelines/offline/pseudo_labels.py",
+     "boxes = proposer.refine_boxes(images, boxes, features=features)", "boxes = proposer.refine_boxes(images, boxes)",
+     "tests/test_det_parts.py"),
     ("background threshold keeps the confident pixels instead", "distill/seg_modules.py",
      "return labels.masked_fill(confidence < threshold, self.background_index)",
      "return labels.masked_fill(confidence > threshold, self.background_index)", "tests/test_background_threshold.py"),

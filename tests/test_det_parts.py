@@ -307,6 +307,31 @@ def test_teacher_pseudo_boxes_are_refined_proposals(tiny_world, teacher):
         teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, proposals={"proposals": {}}, refine=True)
 
 
+def test_the_labeller_refines_from_the_proposals_backbone_pass(tiny_world, teacher):
+    """Round one runs the detector's backbone once per batch: the box regression reuses the proposals' features,
+    and the moved boxes equal those of a fresh pass."""
+    from pipelines.offline.pseudo_labels import teacher_label_batch, teacher_settings
+
+    det = tiny_detector().eval()
+    dm = WorldDetDataModule(str(tiny_world))
+    ds = dm.dataset("train")
+    items = [ds[i] for i in range(3)]
+    images, targets = [i for i, _ in items], [t for _, t in items]
+    boxes, _, passed = det.propose(images, keep_features=True)
+    boxes = [b[:6] for b in boxes]
+    for shared, fresh in zip(det.refine_boxes(images, boxes, features=passed), det.refine_boxes(images, boxes)):
+        assert torch.equal(shared, fresh)
+    calls = []
+    hook = det.backbone.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        text = teacher.encode_text(dm.class_names, "simple")
+        novel = [dm.class_names.index(c) for c in dm.novel]
+        teacher_label_batch(teacher, det, text, novel, ds, images, targets, teacher_settings(0.0, gold_iou=1.1, top_proposals=6, refine=True))
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+
+
 def test_teacher_labeller_skips_only_boxes_that_cannot_pass(tiny_world, teacher):
     """Proposals whose objectness is below the threshold are not embedded; the labels equal an unfiltered pass's."""
     from distill.pseudo_boxes import teacher_box_scores

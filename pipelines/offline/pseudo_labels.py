@@ -63,14 +63,14 @@ def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, ima
     """Round one for a batch: the teacher classifies the proposer's top proposals (1x + 1.5x crops), refined by the
     proposer's box regression when ``settings["refine"]``."""
     n = settings["top_proposals"]
-    boxes, objectness = proposer.propose(images)
+    boxes, objectness, features = proposer.propose(images, keep_features=True)
     # a box's score is a class probability times its objectness: one below the threshold can never pass, so the
     # teacher (the cost of this pass) does not embed it
     keep = [o[:n] >= settings["score_threshold"] for o in objectness]
     boxes = [b[:n][k] for b, k in zip(boxes, keep)]
     objectness = [o[:n][k] for o, k in zip(objectness, keep)]
     if settings.get("refine", False):
-        boxes = proposer.refine_boxes(images, boxes)
+        boxes = proposer.refine_boxes(images, boxes, features=features)  # the proposals' backbone pass, not a second one
         # a box moved off the image is clipped to nothing: dropped, as torchvision drops its own small detections
         kept = [remove_small_boxes(b, 1e-2) for b in boxes]
         boxes = [b[k] for b, k in zip(boxes, kept)]
