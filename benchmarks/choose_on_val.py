@@ -305,14 +305,19 @@ def _choose_background(teacher, world) -> str:
     """Training-free MaskCLIP (the raw map, no refinement) with SCLIP's background threshold: a pixel whose top
     probability ``softmax(logit_scale * score)`` is under the threshold is named background. Rule: best unseen mIoU."""
     seg_dm = WorldSegDataModule(str(world), batch_size=50)
-    judge = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    seg_dm.setup("validate")
+    vocabulary = seg_dm.vocabulary
+    grid = [(1 / 0.07, 0.0), *((s, t) for s in (2.5, 5.0, 10.0, 15.0, 25.0) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))]
     rows = []
     for size, stride in ((96, 8), (112, 8), (128, 8), (160, 16)):
-        for scale, threshold in [(1 / 0.07, 0.0), *((s, t) for s in (2.5, 5.0, 10.0, 15.0, 25.0) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))]:
-            module = MaskCLIP(teacher, teacher_size=(size, size), teacher_stride=stride, logit_scale=scale, background_threshold=threshold)
-            r = judge.validate(module, seg_dm, verbose=False)[0]
-            rows.append([f"{size} / {stride}", f"{scale:g}" if threshold else "-", threshold or "-",
-                         r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]])
+        module = MaskCLIP(teacher, class_names=list(vocabulary.names), unseen=list(vocabulary.held_out), teacher_size=(size, size),
+                          teacher_stride=stride)
+        module.setup("validate")
+        # both act at inference only: one teacher pass per val batch scores the whole grid
+        scores = score_inference_settings(module, seg_dm.val_dataloader(),
+                                          [{"logit_scale": scale, "background_threshold": threshold} for scale, threshold in grid])
+        for (scale, threshold), r in zip(grid, scores):
+            rows.append([f"{size} / {stride}", f"{scale:g}" if threshold else "-", threshold or "-", r["mIoU_seen"], r["mIoU_unseen"], r["hIoU"]])
     best = max((r for r in rows if r[2] != "-"), key=lambda r: (r[4], r[5]))
     plain = [r for r in rows if r[2] == "-"]
     return _table("MaskCLIP with SCLIP's background threshold (training-free; val split; rule: best unseen mIoU). The raw maps, "

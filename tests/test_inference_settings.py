@@ -7,11 +7,8 @@ import pytest
 import torch
 from conftest import TINY_RN, make_teacher, tiny_segmenter
 
-from distill.seg_modules import LSegDenseDistill
-from pipelines.bench.inference_settings import (
-    _replayed_student,
-    score_inference_settings,
-)
+from distill.seg_modules import LSegDenseDistill, MaskCLIP
+from pipelines.bench.inference_settings import _replayed, score_inference_settings
 from pipelines.data.seg_datamodule import WorldSegDataModule
 
 KEYS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU")
@@ -48,10 +45,33 @@ def test_every_setting_scores_as_its_own_validate_run_from_one_student_pass(tiny
 def test_a_replay_refuses_another_batch():
     student = tiny_segmenter(8)
     a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    with torch.no_grad(), _replayed_student(student):
+    with torch.no_grad(), _replayed(student):
         first = student(a)
         assert student(a.clone()) is first  # the same batch is replayed, not recomputed
         with pytest.raises(RuntimeError, match="another input"):
             student(b)
     assert "forward" not in vars(student)  # the class's own forward again
     assert not torch.equal(student(b), first)
+
+
+def test_training_free_maskclip_settings_score_from_one_teacher_pass(tiny_world, monkeypatch):
+    """No student: the teacher's dense map is replayed, and each background rule scores as its own validate run."""
+    teacher = make_teacher("bg-rn", TINY_RN)
+    dm = WorldSegDataModule(str(tiny_world), batch_size=4, eval_batch_size=3)
+    module = MaskCLIP(teacher, teacher_size=(64, 64), teacher_stride=8)
+    settings = [{"logit_scale": s, "background_threshold": t} for s, t in ((1 / 0.07, 0.0), (2.5, 0.2), (5.0, 0.3), (10.0, 0.6))]
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    want = []
+    for setting in settings:
+        module.hparams.update(setting)
+        want.append(trainer.validate(module, dm, verbose=False)[0])
+    module.hparams.update(logit_scale=1 / 0.07, background_threshold=0.0)
+
+    calls, dense_logits = [], type(teacher).dense_logits
+    monkeypatch.setattr(type(teacher), "dense_logits", lambda self, *a, **k: calls.append(1) or dense_logits(self, *a, **k))
+    got = score_inference_settings(module, dm.val_dataloader(), settings)
+    for g, w, setting in zip(got, want, settings):
+        for key in KEYS:
+            assert g[key] == pytest.approx(w[f"val/{key}"], abs=1e-6), (setting, key)
+    assert len({round(g["mIoU"], 6) for g in got}) > 1
+    assert len(calls) == len(dm.val_dataloader())  # the teacher's map once per val batch, not once per setting

@@ -74,15 +74,20 @@ def _last(run: Path) -> Path:
     return ckpts[-1]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("data, method", SEG_REAL, ids=[f"{d}-{m}" for d, m in SEG_REAL])
-def test_seg_real_config(files, data, method, tmp_path):
+def _seg_args(files, data: str, method: str, run: Path) -> list[str]:
+    """A real segmentation config at reduced sizes: the files' random weights and tiny dataset, 64 px crops."""
     cfg = config_args(["configs/seg/real.yaml", f"configs/seg/data/{data}.yaml", f"configs/seg/method/{method}.yaml"])
-    over = [*cfg, *TRAINER, "--model.init_args.teacher.init_args.pretrained", str(files["ViT-B-16-quickgelu"]),
+    return [*cfg, *TRAINER, "--model.init_args.teacher.init_args.pretrained", str(files["ViT-B-16-quickgelu"]),
             "--model.init_args.templates", "simple", "--model.init_args.crop", "64", "--model.init_args.stride", "48",
             "--data.init_args.root", str(files["data"] / SEG_ROOTS[data]), "--data.init_args.crop_size", "64",
             "--data.init_args.img_scale", "[160, 64]",  # the configs' keep-ratio protocol at a reduced scale
-            "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(tmp_path)]
+            "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(run)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data, method", SEG_REAL, ids=[f"{d}-{m}" for d, m in SEG_REAL])
+def test_seg_real_config(files, data, method, tmp_path):
+    over = _seg_args(files, data, method, tmp_path)
     if method not in ("maskclip", "maskclip_pamr"):  # training-free MaskCLIP only tests
         # the configs' own teacher_size (input): CLIP sees each 64 px training crop, as the official MaskCLIP+
         over += ["--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
@@ -96,12 +101,7 @@ def test_seg_real_config(files, data, method, tmp_path):
 def test_seg_real_teacher_cache_needs_a_fixed_size_then_trains_from_it(files, tmp_path):
     """The README's real-data cache commands: the real configs' teacher sees each crop (``input``), which a cache of
     whole images cannot hold, so ``cache`` refuses it by name; with a fixed size it caches and a fit reads it."""
-    cfg = config_args(["configs/seg/real.yaml", "configs/seg/data/voc20.yaml", "configs/seg/method/maskclip_plus.yaml"])
-    over = [*cfg, *TRAINER, "--model.init_args.teacher.init_args.pretrained", str(files["ViT-B-16-quickgelu"]),
-            "--model.init_args.templates", "simple", "--model.init_args.student.init_args.encoder_weights", str(files["resnet101"]),
-            "--data.init_args.root", str(files["data"] / SEG_ROOTS["voc20"]), "--data.init_args.crop_size", "64",
-            "--data.init_args.img_scale", "[160, 64]", "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
-            "--trainer.default_root_dir", str(tmp_path)]
+    over = [*_seg_args(files, "voc20", "maskclip_plus", tmp_path), "--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="teacher_size: input"):
         main(["cache", *over, "--out", str(cache)])

@@ -8,11 +8,7 @@ from pathlib import Path
 
 from pipelines.world.pretrain import EMBEDDED_TEACHER_NAME
 from pipelines.world.pretrain_run import pretrain_teacher
-from pipelines.world.teacher import (
-    load_shipped_teacher,
-    load_teacher_dir,
-    save_trunk_weights,
-)
+from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
 
 
 def main(argv: list[str] | None = None) -> int:
