@@ -132,7 +132,7 @@ def _seg_val(module, dm) -> tuple[float, float, float]:
 
 
 def _mean(runs: list[tuple[float, ...]]) -> list[float]:
-    return [sum(column) / len(column) for column in zip(*runs)]
+    return [sum(column) / len(column) for column in zip(*runs, strict=True)]
 
 
 def _choose_seg(teacher, world, smp_w: str, args) -> str:
@@ -192,7 +192,7 @@ def _choose_dense(teacher, world, smp_w: str, args) -> str:
                     pairs = list(runs)
                     scores = score_inference_settings(module, cached.val_dataloader(),
                                                       [{"ensemble_lambda": lam, "calibration": gamma} for lam, gamma in pairs])
-                    for pair, r in zip(pairs, scores):
+                    for pair, r in zip(pairs, scores, strict=True):
                         runs[pair][seed] = (r["mIoU_seen"], r["mIoU_unseen"], r["hIoU"])
                 for (lam, gamma), by_seed in runs.items():
                     cost = max(lseg[seed][0] - r[0] for seed, r in by_seed.items())
@@ -316,7 +316,7 @@ def _choose_background(teacher, world) -> str:
         # both act at inference only: one teacher pass per val batch scores the whole grid
         scores = score_inference_settings(module, seg_dm.val_dataloader(),
                                           [{"logit_scale": scale, "background_threshold": threshold} for scale, threshold in grid])
-        for (scale, threshold), r in zip(grid, scores):
+        for (scale, threshold), r in zip(grid, scores, strict=True):
             rows.append([f"{size} / {stride}", f"{scale:g}" if threshold else "-", threshold or "-", r["mIoU_seen"], r["mIoU_unseen"], r["hIoU"]])
     best = max((r for r in rows if r[2] != "-"), key=lambda r: (r[4], r[5]))
     plain = [r for r in rows if r[2] == "-"]

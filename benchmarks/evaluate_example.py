@@ -54,8 +54,8 @@ def det_results(teacher, world: Path, path: Path) -> None:
         if not len(target["boxes"]):
             continue
         probs = (100 * teacher.encode_regions(image[None], [target["boxes"]]) @ text.T).softmax(-1)
-        for box, p in zip(target["boxes"].tolist(), probs):
-            for score, k in zip(*p.topk(3)):
+        for box, p in zip(target["boxes"].tolist(), probs, strict=True):
+            for score, k in zip(*p.topk(3), strict=True):
                 dets.append({"image_id": image_id, "category_id": cat_id[ds.class_names[int(k)]], "score": float(score),
                              "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
     path.write_text(json.dumps(dets))

@@ -23,7 +23,7 @@ def naive_loop(teacher, images, boxes, scales=(1.0, 1.5)):
     """What the paper repos do: one crop, one resize, one forward per box and scale."""
     out = []
     height, width = images.shape[-2:]
-    for img, bx in zip(images, boxes):
+    for img, bx in zip(images, boxes, strict=True):
         for box in bx:
             emb = []
             for s in scales:
@@ -39,7 +39,7 @@ def random_boxes(n_images: int, n: int, size: int, device) -> list[torch.Tensor]
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(n_images, n, 2, generator=g) * size * 0.8
     wh = torch.rand(n_images, n, 2, generator=g) * size * 0.3 + size * 0.05
-    return [torch.cat([p, (p + s).clamp(max=size)], 1).to(device) for p, s in zip(xy, wh)]
+    return [torch.cat([p, (p + s).clamp(max=size)], 1).to(device) for p, s in zip(xy, wh, strict=True)]
 
 
 def speed_rows(models, device, n_images, n_boxes) -> list[list]:

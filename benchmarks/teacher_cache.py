@@ -80,7 +80,7 @@ def vild_row(teacher, detector, images, n_props: int, steps: int, label: str, sc
     module.setup("test")
     live = step_seconds(module, (list(images), targets), steps)
     regions = teacher.encode_regions(images, [t["proposals"] for t in targets], scales).split(n_props)
-    cached_targets = [dict(t, teacher_regions=r.half()) for t, r in zip(targets, regions)]
+    cached_targets = [dict(t, teacher_regions=r.half()) for t, r in zip(targets, regions, strict=True)]
     cached = step_seconds(module, (list(images), cached_targets), steps)
     return ["ViLD (image loss)", label, len(images), f"{live:.3f}", f"{cached:.3f}", f"{live / cached:.1f}x", f"{len(images) / cached:.1f}"]
 

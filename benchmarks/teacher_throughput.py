@@ -51,7 +51,7 @@ def _row(name: str, device: str, precision: str, batch: int, n_boxes: int) -> st
     g = torch.Generator().manual_seed(0)
     wh = torch.rand(batch, n_boxes, 2, generator=g) * span + lo
     xy = torch.rand(batch, n_boxes, 2, generator=g) * (torch.tensor([w, h]) - wh)
-    boxes = [torch.cat([p, p + s], 1).to(device) for p, s in zip(xy, wh)]
+    boxes = [torch.cat([p, p + s], 1).to(device) for p, s in zip(xy, wh, strict=True)]
     img = _rate(lambda: teacher.encode_image(images), batch)
     reg = _rate(lambda: teacher.encode_regions(images, boxes), batch * n_boxes)
     try:

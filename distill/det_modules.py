@@ -275,7 +275,7 @@ class TeacherOnProposals(OpenVocabDetModule):
         objectness = [o[: hp.top_proposals] for o in objectness]
         emb = self.teacher_regions(images, boxes, hp.region_scales).split([len(b) for b in boxes])
         out = []
-        for b, o, e in zip(boxes, objectness, emb):
+        for b, o, e in zip(boxes, objectness, emb, strict=True):
             p = crop_class_scores(e, self.text, o, hp.teacher_scale)
             scores = p.flatten()
             labels = torch.arange(p.shape[1], device=p.device).repeat(len(b))

@@ -114,10 +114,10 @@ class PromptTuning(TeacherStudentModule):
     def _detpro_loss(self, images: list[Tensor], targets: list[dict], text: Tensor) -> Tensor:
         hp = self.hparams
         props = [t["proposals"] if "proposals" in t else sample_boxes(t["boxes"].cpu(), img.shape[-2:], hp.proposals_per_image).to(img.device)
-                 for img, t in zip(images, targets)]
+                 for img, t in zip(images, targets, strict=True)]
         feats = teacher_region_embeddings(self.teacher, images, props, scales=(1.0,))
         fg_labels, is_fg, is_bg = [], [], []
-        for p, t in zip(props, targets):
+        for p, t in zip(props, targets, strict=True):
             if len(t["boxes"]):
                 iou, idx = box_iou(p, t["boxes"]).max(1)
                 labels = remap_labels(t["labels"], self.base_ids, self.class_names, t.get("image_id"))[idx] - 1

@@ -27,4 +27,4 @@ def teacher_region_embeddings(teacher, images: list[Tensor], boxes: list[Tensor]
             return teacher.encode_regions(x, b, scales=scales)
     if len({tuple(i.shape) for i in images}) == 1:
         return embed(torch.stack(images), boxes)
-    return torch.cat([embed(img[None], [b]) for img, b in zip(images, boxes)])
+    return torch.cat([embed(img[None], [b]) for img, b in zip(images, boxes, strict=True)])

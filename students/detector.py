@@ -114,7 +114,7 @@ class RegionEmbeddingDetector(FasterRCNN):
             features = self.backbone(images_t.tensors)
             proposals, rpn_losses = self.rpn(images_t, features, targets_t)
             _, det_losses = self.roi_heads(features, proposals, images_t.image_sizes, targets_t)
-        boxes = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(regions, original, images_t.image_sizes)]
+        boxes = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(regions, original, images_t.image_sizes, strict=True)]
         x = self.roi_heads.box_head(self.roi_heads.box_roi_pool(features, boxes, images_t.image_sizes))
         return {**rpn_losses, **det_losses}, self.predictor.embed(x, head)
 
@@ -139,7 +139,7 @@ class RegionEmbeddingDetector(FasterRCNN):
         objectness, deltas = concat_box_prediction_layers(objectness, deltas)
         boxes = rpn.box_coder.decode(deltas.detach(), anchors).view(n, -1, 4)
         boxes, scores = rpn.filter_proposals(boxes, objectness, images_t.image_sizes, per_level)
-        out = [resize_boxes(b, s, o) for b, s, o in zip(boxes, images_t.image_sizes, original)]
+        out = [resize_boxes(b, s, o) for b, s, o in zip(boxes, images_t.image_sizes, original, strict=True)]
         return (out, scores, passed) if keep_features else (out, scores)
 
     @torch.no_grad()
@@ -151,8 +151,8 @@ class RegionEmbeddingDetector(FasterRCNN):
         backbone pass ``propose(images, keep_features=True)`` returned for these images.
         """
         original, images_t, features = features if features is not None else self._backbone_pass(images)
-        scaled = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(boxes, original, images_t.image_sizes)]
+        scaled = [resize_boxes(b.to(images_t.tensors.dtype), o, s) for b, o, s in zip(boxes, original, images_t.image_sizes, strict=True)]
         x = self.roi_heads.box_head(self.roi_heads.box_roi_pool(features, scaled, images_t.image_sizes))
         deltas = self.predictor.box_deltas(x)
         moved = self.roi_heads.box_coder.decode(deltas, scaled).reshape(-1, 4).split([len(b) for b in scaled])
-        return [resize_boxes(box_ops.clip_boxes_to_image(b, s), s, o) for b, s, o in zip(moved, images_t.image_sizes, original)]
+        return [resize_boxes(box_ops.clip_boxes_to_image(b, s), s, o) for b, s, o in zip(moved, images_t.image_sizes, original, strict=True)]

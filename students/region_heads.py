@@ -117,7 +117,7 @@ class EmbeddingRoIHeads(RoIHeads):
         per_image = [len(p) for p in proposals]
         pred_boxes = self.box_coder.decode(box_regression, proposals)
         out_boxes, out_scores, out_labels = [], [], []
-        for boxes, scores, shape in zip(pred_boxes.split(per_image, 0), pred_scores.split(per_image, 0), image_shapes):
+        for boxes, scores, shape in zip(pred_boxes.split(per_image, 0), pred_scores.split(per_image, 0), image_shapes, strict=True):
             boxes = box_ops.clip_boxes_to_image(boxes, shape)
             labels = torch.arange(num_classes, device=scores.device).view(1, -1).expand_as(scores)
             boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)

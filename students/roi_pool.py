@@ -136,7 +136,7 @@ class SeparableGradMultiScaleRoIAlign(MultiScaleRoIAlign):
             return roi_align_separable_grad(features[0], rois, spatial_scale=self.scales[0], **pool)
         levels = self.map_levels(boxes)
         result = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
-        for level, (level_features, scale) in enumerate(zip(features, self.scales)):
+        for level, (level_features, scale) in enumerate(zip(features, self.scales, strict=True)):
             idx = torch.where(levels == level)[0]
             result[idx] = roi_align_separable_grad(level_features, rois[idx], spatial_scale=scale, **pool).to(result.dtype)
         return result

@@ -104,4 +104,4 @@ def crop_and_resize(images: Tensor, rois: Tensor, size: tuple[int, int]) -> Tens
 def to_rois(boxes: list[Tensor]) -> Tensor:
     """Concatenate per-image boxes into RoIAlign's ``[K,5]`` format."""
     idx = [torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)]
-    return torch.cat([torch.cat([i, b], dim=1) for i, b in zip(idx, boxes)], dim=0)
+    return torch.cat([torch.cat([i, b], dim=1) for i, b in zip(idx, boxes, strict=True)], dim=0)

@@ -140,7 +140,7 @@ def write_coco(root: Path, n: int = 3, size=(72, 96), seed=3) -> Path:
     """coco/annotations/instances_{train,val}2017.json with COCO's 80 real ids/names, images in train2017/, val2017/."""
     rng = np.random.default_rng(seed)
     coco = root / "coco"
-    cats = [{"id": i, "name": n_, "supercategory": "thing"} for i, n_ in zip(COCO_IDS, COCO_NAMES)]
+    cats = [{"id": i, "name": n_, "supercategory": "thing"} for i, n_ in zip(COCO_IDS, COCO_NAMES, strict=True)]
     base, novel = COCO_IDS[COCO_NAMES.index("person")], COCO_IDS[COCO_NAMES.index("cat")]
     for split, offset in (("train2017", 0), ("val2017", 500)):
         ids = [offset + i + 1 for i in range(n)]

@@ -28,7 +28,7 @@ def _numpy_rule(logits: np.ndarray, scale: float, threshold: float, background: 
 
 def _miou(preds, labels, k: int, unseen: list[int]) -> tuple[float, float]:
     inter, union = np.zeros(k), np.zeros(k)
-    for pred, label in zip(preds, labels):
+    for pred, label in zip(preds, labels, strict=True):
         keep = label != 255
         for c in range(k):
             p, t = (pred == c) & keep, label == c
@@ -58,7 +58,7 @@ def test_the_threshold_names_low_confidence_pixels_background_as_a_recount_does(
     seen, unseen_miou = _miou(want, labels, k, unseen)
     assert got["val/mIoU_seen"] == pytest.approx(seen, abs=1e-3)
     assert got["val/mIoU_unseen"] == pytest.approx(unseen_miou, abs=1e-3)
-    moved = sum(int((w != x.argmax(0)).sum()) for w, x in zip(want, logits))
+    moved = sum(int((w != x.argmax(0)).sum()) for w, x in zip(want, logits, strict=True))
     assert moved > 0.2 * sum(w.size for w in want), "the threshold should move a good share of the pixels"
     assert got["val/mIoU_seen"] != pytest.approx(got_plain["val/mIoU_seen"], abs=1e-3)
     # the predict path (ovdistill predict, the demo's overlays) gives the same labels

@@ -47,12 +47,12 @@ def reference(preds, targets, tmp_path):
     images = [{"id": t["image_id"], "width": 100, "height": 100} for t in targets]
     anns, dets = [], []
     for t in targets:
-        for b, lab, c in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist()):
+        for b, lab, c in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist(), strict=True):
             w, h = b[2] - b[0], b[3] - b[1]
             anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": lab + 1,
                          "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": c})
-    for p, t in zip(preds, targets):
-        for b, s, lab in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
+    for p, t in zip(preds, targets, strict=True):
+        for b, s, lab in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(), strict=True):
             dets.append({"image_id": t["image_id"], "category_id": lab + 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES)]
     (tmp_path / "gt.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
@@ -138,12 +138,12 @@ def test_bad_input():
 def test_lvis_frequency_groups(tmp_path):
     """APr/APc/APf from the lvis evaluator; with only rare classes correct, APr is 100 and APf is 0."""
     freq = ["r", "c", "f", "r", "f"]
-    cats = [{"id": 10 + k, "name": n, "frequency": f} for k, (n, f) in enumerate(zip(CLASSES, freq))]
+    cats = [{"id": 10 + k, "name": n, "frequency": f} for k, (n, f) in enumerate(zip(CLASSES, freq, strict=True))]
     _, targets = random_dataset(5)
     images = [{"id": t["image_id"], "width": 100, "height": 100, "neg_category_ids": [], "not_exhaustive_category_ids": []} for t in targets]
     anns = []
     for t in targets:
-        for b, lab in zip(t["boxes"].tolist(), t["labels"].tolist()):
+        for b, lab in zip(t["boxes"].tolist(), t["labels"].tolist(), strict=True):
             w, h = b[2] - b[0], b[3] - b[1]
             anns.append({"id": len(anns) + 1, "image_id": t["image_id"], "category_id": 10 + lab, "bbox": [b[0], b[1], w, h], "area": w * h})
     path = tmp_path / "lvis.json"
@@ -151,7 +151,8 @@ def test_lvis_frequency_groups(tmp_path):
     metric = LVISDetectionAP(str(path))
     assert metric.novel == [0, 3]
     rare = [torch.isin(t["labels"], torch.tensor([0, 3])) for t in targets]
-    metric.update([{"boxes": t["boxes"][r], "scores": torch.ones(int(r.sum())), "labels": t["labels"][r]} for t, r in zip(targets, rare)],
+    metric.update([{"boxes": t["boxes"][r], "scores": torch.ones(int(r.sum())), "labels": t["labels"][r]}
+                   for t, r in zip(targets, rare, strict=True)],
                   [{**t, "iscrowd": torch.zeros(len(t["labels"]))} for t in targets])
     out = metric.compute()
     assert out["APr"] == pytest.approx(100.0)

@@ -319,7 +319,7 @@ def test_the_labeller_refines_from_the_proposals_backbone_pass(tiny_world, teach
     images, targets = [i for i, _ in items], [t for _, t in items]
     boxes, _, passed = det.propose(images, keep_features=True)
     boxes = [b[:6] for b in boxes]
-    for shared, fresh in zip(det.refine_boxes(images, boxes, features=passed), det.refine_boxes(images, boxes)):
+    for shared, fresh in zip(det.refine_boxes(images, boxes, features=passed), det.refine_boxes(images, boxes), strict=True):
         assert torch.equal(shared, fresh)
     calls = []
     hook = det.backbone.register_forward_hook(lambda *_: calls.append(1))
@@ -350,7 +350,7 @@ def test_teacher_labeller_skips_only_boxes_that_cannot_pass(tiny_world, teacher)
     got = teacher_label_batch(teacher, det, text, novel, ds, images, targets, teacher_settings(threshold, gold_iou=1.1, top_proposals=8, refine=True))
     assert any(len(g["boxes"]) for g in got)
     refined = det.refine_boxes(images, boxes)
-    for g, b, o, image in zip(got, refined, objectness, images):
+    for g, b, o, image in zip(got, refined, objectness, images, strict=True):
         scores, labels = teacher_box_scores(teacher.encode_regions(image[None], [b]), text, o)
         want = select_pseudo_boxes(b, scores, labels, novel, None, threshold, 5, 0.5, 1.1)
         torch.testing.assert_close(g["boxes"], want[0], atol=1e-3, rtol=0)

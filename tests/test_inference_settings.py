@@ -31,7 +31,7 @@ def test_every_setting_scores_as_its_own_validate_run_from_one_student_pass(tiny
     hook = module.student.distill_head.register_forward_hook(lambda m, a, out: calls.append(out.shape[0]))
     got = score_inference_settings(module, dm.val_dataloader(), settings)
     hook.remove()
-    for g, w, setting in zip(got, want, settings):
+    for g, w, setting in zip(got, want, settings, strict=True):
         for key in KEYS:
             assert g[key] == pytest.approx(w[f"val/{key}"], abs=1e-6), (setting, key)
     # the settings matter on this student (the check could fail), yet the student ran once per val batch
@@ -70,7 +70,7 @@ def test_training_free_maskclip_settings_score_from_one_teacher_pass(tiny_world,
     calls, dense_logits = [], type(teacher).dense_logits
     monkeypatch.setattr(type(teacher), "dense_logits", lambda self, *a, **k: calls.append(1) or dense_logits(self, *a, **k))
     got = score_inference_settings(module, dm.val_dataloader(), settings)
-    for g, w, setting in zip(got, want, settings):
+    for g, w, setting in zip(got, want, settings, strict=True):
         for key in KEYS:
             assert g[key] == pytest.approx(w[f"val/{key}"], abs=1e-6), (setting, key)
     assert len({round(g["mIoU"], 6) for g in got}) > 1

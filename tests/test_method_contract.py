@@ -189,8 +189,8 @@ def _check_no_held_out(name, module, spy, dm, pseudo_file):
         return
     assert spy.det_targets, "the detector received no training targets"
     train_classes = module.train_classes()
-    for batch, targets in zip(spy.batches, spy.det_targets):
-        for t_in, t_loss in zip(batch[1], targets):
+    for batch, targets in zip(spy.batches, spy.det_targets, strict=True):
+        for t_in, t_loss in zip(batch[1], targets, strict=True):
             names = [module.class_names[train_classes[i - 1]] for i in t_loss["labels"].tolist()]
             if name == "PseudoBoxDetector":  # novel boxes only from the pseudo-label file, never gold ones
                 novel_boxes = t_loss["boxes"][[n in NOVEL for n in names]]

@@ -47,7 +47,7 @@ def torchrun_2_nodes(args: list[str]) -> None:
         for rank in (0, 1)
     ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
-    for rank, (p, out) in enumerate(zip(procs, outs)):
+    for rank, (p, out) in enumerate(zip(procs, outs, strict=True)):
         assert p.returncode == 0, f"node {rank} failed:\n{out[-4000:]}"
 
 

@@ -26,7 +26,7 @@ def test_groups_differ_only_in_shape_words():
     assert images.shape == (4, 3, 48, 48) and len(captions) == 4
     shapes = [next(s for s in SHAPES if s in c) for c in captions]
     assert len(set(shapes)) == 4
-    stripped = {c.replace(s, "X") for c, s in zip(captions, shapes)}
+    stripped = {c.replace(s, "X") for c, s in zip(captions, shapes, strict=True)}
     assert len(stripped) == 1, captions
     # the background (top-left corner, which no object reaches) is identical across the group
     assert torch.equal(images[:, :, :3, :3], images[:1, :, :3, :3].expand(4, -1, -1, -1))

@@ -80,7 +80,7 @@ def test_multiscale_pooler_matches_torchvisions():
     ref_grads = torch.autograd.grad(ref, levels, grad)
     my_grads = torch.autograd.grad(mine, levels, grad)
     assert all(r.abs().sum() > 0 for r in ref_grads)  # every level gets boxes
-    for r, m in zip(ref_grads, my_grads):
+    for r, m in zip(ref_grads, my_grads, strict=True):
         assert (m - r).norm() <= 1e-6 * r.norm()
 
 
@@ -105,7 +105,7 @@ def test_detector_training_gradient_matches_torchvisions_pooler():
     mine = grads()
     det.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
     ref = grads()
-    backbone = [(m, r) for m, r in zip(mine, ref) if r is not None]
+    backbone = [(m, r) for m, r in zip(mine, ref, strict=True) if r is not None]
     assert sum(r.abs().sum() for _, r in backbone) > 0
     for m, r in backbone:  # float32 sums in another order: equal up to rounding
         assert (m - r).norm() <= 1e-5 * r.norm()

@@ -12,7 +12,7 @@ from distill.metrics import OpenVocabMeanIoU
 
 def _reference(preds, targets, n, unseen, ignore=255):
     inter, union = np.zeros(n), np.zeros(n)
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=True):
         p, t = p.numpy().ravel(), t.numpy().ravel()
         keep = t != ignore
         p, t = p[keep], t[keep]

@@ -230,7 +230,7 @@ def test_shards_built_side_by_side_are_the_bytes_of_a_one_thread_build(vit_teach
     assert len(seen) == 6 and all(not main and n == 1 for main, n in seen), seen
     one, two = sorted((tmp_path / "one").glob("shard-*")), sorted((tmp_path / "two").glob("shard-*"))
     assert [p.name for p in one] == [p.name for p in two] and len(one) == 12  # 6 shards + checksum sidecars
-    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two))
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two, strict=True))
 
 
 def test_each_world_method_reads_the_cache_of_its_own_teacher_map(rn_teacher, tiny_world):

@@ -49,7 +49,7 @@ def test_background_errors_split_near_and_far_as_a_brute_force_count(tiny_world)
     labels = _labels(tiny_world)
     background = [lab == 0 for lab in labels]
     near = [_near_object(lab, NEAR) for lab in labels]
-    share = 100 * sum((b & n).sum() for b, n in zip(background, near)) / sum(b.sum() for b in background)
+    share = 100 * sum((b & n).sum() for b, n in zip(background, near, strict=True)) / sum(b.sum() for b in background)
     assert 0 < share < 100
 
     # an object everywhere: every background pixel is wrong, near or far

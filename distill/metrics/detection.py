@@ -62,7 +62,7 @@ class _DetectionStore(Metric):
             raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
         rank, world = _rank_and_world()
         dev = self.device  # states stay on the metric's device: NCCL gathers only GPU tensors
-        for p, t in zip(preds, targets):
+        for p, t in zip(preds, targets, strict=True):
             uid = self._seen * world + rank
             self._seen += 1
             image_id = int(t["image_id"]) if "image_id" in t else -(uid + 1)
@@ -96,18 +96,19 @@ class _DetectionStore(Metric):
         """(ground-truth dataset dict, detection list, evaluated image ids); category id = class index + 1."""
         s = self._collected()
         first: dict[int, int] = {}
-        for uid, iid in zip(s["img_uid"].tolist(), s["img_id"].tolist()):
+        for uid, iid in zip(s["img_uid"].tolist(), s["img_id"].tolist(), strict=True):
             first.setdefault(iid, uid)
         keep_uid = {uid: iid for iid, uid in first.items()}
         images = [{"id": iid, "height": 0, "width": 0} for iid in sorted(first)]
         anns, dets = [], []
-        for box, label, crowd, uid in zip(_xywh(s["gt_boxes"]), s["gt_labels"].tolist(), s["gt_crowd"].tolist(), s["gt_uid"].tolist()):
+        for box, label, crowd, uid in zip(_xywh(s["gt_boxes"]), s["gt_labels"].tolist(), s["gt_crowd"].tolist(), s["gt_uid"].tolist(), strict=True):
             if uid in keep_uid:
                 anns.append({
                     "id": len(anns) + 1, "image_id": keep_uid[uid], "category_id": label + 1, "bbox": box,
                     "area": box[2] * box[3], "iscrowd": int(crowd),
                 })
-        for box, score, label, uid in zip(_xywh(s["det_boxes"]), s["det_scores"].tolist(), s["det_labels"].tolist(), s["det_uid"].tolist()):
+        scored = zip(_xywh(s["det_boxes"]), s["det_scores"].tolist(), s["det_labels"].tolist(), s["det_uid"].tolist(), strict=True)
+        for box, score, label, uid in scored:
             if uid in keep_uid:
                 dets.append({"image_id": keep_uid[uid], "category_id": label + 1, "bbox": box, "score": score})
         cats = [{"id": k + 1, "name": str(k)} for k in range(self.num_classes)]

@@ -40,7 +40,7 @@ def _replayed(part: nn.Module, calls: tuple[str, ...] = _STUDENT_CALLS) -> Itera
                 memo[name] = (args, kwargs, fn(*args, **kwargs))
             seen_args, seen_kwargs, out = memo[name]
             if len(args) != len(seen_args) or kwargs.keys() != seen_kwargs.keys() or not (
-                all(_same(a, b) for a, b in zip(args, seen_args)) and all(_same(kwargs[k], seen_kwargs[k]) for k in kwargs)
+                all(_same(a, b) for a, b in zip(args, seen_args, strict=True)) and all(_same(kwargs[k], seen_kwargs[k]) for k in kwargs)
             ):
                 raise RuntimeError(f"{name} replayed for another input: one batch per replay block")
             return out
@@ -80,7 +80,7 @@ def score_inference_settings(module, batches: Iterable[dict], settings: list[dic
                 # a training-free module (no student) predicts from the teacher's dense map
                 part, calls = (module.student, _STUDENT_CALLS) if module.student is not None else (module.teacher, _TEACHER_CALLS)
                 with _replayed(part, calls):
-                    for setting, metric in zip(settings, metrics):
+                    for setting, metric in zip(settings, metrics, strict=True):
                         module.hparams.update(setting)
                         module.val_metric = metric  # validation_step updates the module's val metric
                         module.validation_step(batch, batch_idx)

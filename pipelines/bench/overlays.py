@@ -53,7 +53,7 @@ def _grid(images: list[torch.Tensor], columns: list[tuple[str, list[torch.Tensor
     for k, (title, labels) in enumerate(columns):
         x = k * (tile_w + 4)
         draw.text((x + 2, 2), title[: tile_w // 6], fill=(0, 0, 0))
-        for r, (image, label) in enumerate(zip(images, labels)):
+        for r, (image, label) in enumerate(zip(images, labels, strict=True)):
             y = header + r * (tile_h + legend_h)
             if label is None:
                 tile = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)

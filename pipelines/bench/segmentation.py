@@ -139,7 +139,7 @@ def run_seg_methods(
                 for name, cls, extra, student_args in SEG_METHODS]
         trained = fit_side_by_side(jobs, steps, seed, workers, log_dir, progress,
                                    lambda line: progress and print(f"[segmentation] {line}", flush=True))
-        for (name, cls, _, _), job in zip(SEG_METHODS, jobs):
+        for (name, cls, _, _), job in zip(SEG_METHODS, jobs, strict=True):
             module = trained[name]
             rows.append(_row(name, bench_trainer(steps, progress, log_dir, job.log_name).test(module, dm, verbose=False)[0]))
             modules[cls.__name__] = module

@@ -218,5 +218,5 @@ class CocoDetection(Dataset):
 
 
 def detection_collate(batch):
-    images, targets = zip(*batch)
+    images, targets = zip(*batch, strict=True)
     return list(images), list(targets)

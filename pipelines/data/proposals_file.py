@@ -74,12 +74,13 @@ def load_proposals(path: str | Path) -> dict[str, dict]:
     if sum(counts) != len(data["boxes"]) or len(counts) != len(data["image_ids"]):
         raise ValueError(f"{path} is inconsistent: counts sum to {sum(counts)} but it holds {len(data['boxes'])} boxes")
     ids = data["image_ids"].tolist()
-    out = {"proposals": dict(zip(ids, data["boxes"].split(counts))), "objectness": dict(zip(ids, data["objectness"].split(counts)))}
+    out = {"proposals": dict(zip(ids, data["boxes"].split(counts), strict=True)),
+           "objectness": dict(zip(ids, data["objectness"].split(counts), strict=True))}
     if "teacher_regions" in data:
         regions = data["teacher_regions"]
         if regions.ndim != 2 or len(regions) != len(data["boxes"]):
             raise ValueError(f"{path}: teacher_regions has shape {tuple(regions.shape)} for {len(data['boxes'])} boxes")
-        out["teacher_regions"] = dict(zip(ids, regions.float().split(counts)))
+        out["teacher_regions"] = dict(zip(ids, regions.float().split(counts), strict=True))
     out["meta"] = {
         "path": str(path), "teacher": data.get("teacher", ""), "scales": list(data.get("scales", [])), "source": data.get("source", ""),
         "region_teacher": data.get("region_teacher", "crop"),

@@ -72,7 +72,7 @@ def load_sharded(root: Path, index: dict) -> dict:
             image_ids, counts = fh.get_tensor("image_ids").tolist(), fh.get_tensor("counts").tolist()
             boxes, scores = fh.get_tensor("boxes").split(counts), fh.get_tensor("objectness").split(counts)
         start = 0
-        for image_id, count, b, o in zip(image_ids, counts, boxes, scores):
+        for image_id, count, b, o in zip(image_ids, counts, boxes, scores, strict=True):
             proposals[image_id], objectness[image_id] = b, o
             where[image_id] = (shard["file"], start, count)
             start += count

@@ -60,7 +60,8 @@ class DenseCache:
     def check_stems(self, stems: list[str], what: str) -> None:
         """The cache must describe exactly these images, in this order."""
         if list(stems) != self.stems:
-            diff = next((i for i, (a, b) in enumerate(zip(stems, self.stems)) if a != b), min(len(stems), len(self.stems)))
+            # one list may be a prefix of the other: the first difference is then the shorter one's end
+            diff = next((i for i, (a, b) in enumerate(zip(stems, self.stems, strict=False)) if a != b), min(len(stems), len(self.stems)))
             raise ValueError(
                 f"teacher cache {self.root} was built for {len(self.stems)} images but {what} has {len(stems)}; first difference "
                 f"at position {diff} ({self.stems[diff] if diff < len(self.stems) else None!r} vs "

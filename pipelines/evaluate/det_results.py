@@ -92,7 +92,7 @@ def _map_categories(dets: list[dict], gt_cats: list[dict], dt_path: Path, dt_cat
     unmapped = sorted(set(names) - set(by_name))
     if unmapped:
         raise ValueError(f"{dt_path}: categories {unmapped[:20]} have no ground-truth category of that name")
-    return [{**d, "category_id": by_name[n]} for d, n in zip(dets, names)]
+    return [{**d, "category_id": by_name[n]} for d, n in zip(dets, names, strict=True)]
 
 
 def load_results(dt_path: str | Path, gt: dict, iou_type: str, strict: bool, dt_categories: str | Path | None = None,

@@ -27,7 +27,7 @@ def per_class_bars(names: list[str], values: np.ndarray, held_out: list[str], yl
     heights = [0.0 if math.isnan(v) else float(v) for v in values]
     ax.bar(range(len(names)), heights, color=[HELD_OUT if n in held_out else SEEN for n in names])
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7 if len(names) > 40 else 9)
-    for tick, v in zip(ax.get_xticklabels(), values):
+    for tick, v in zip(ax.get_xticklabels(), values, strict=True):
         if math.isnan(v):
             tick.set_color("0.6")
     ax.set_ylabel(ylabel)

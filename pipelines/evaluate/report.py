@@ -31,21 +31,22 @@ def _markdown(title: str, metrics: dict, header: list[str], rows: list[list], no
 
 
 def write_seg_report(ev: SegEvaluation, out: Path, inputs: dict) -> list[Path]:
-    per_class = {n: _num(v) for n, v in zip(ev.classes, ev.iou)}
+    per_class = {n: _num(v) for n, v in zip(ev.classes, ev.iou, strict=True)}
     files = [
         save_json({"task": "segmentation", "inputs": inputs, "images": ev.images, "metrics": {k: _num(v) for k, v in ev.metrics.items()},
                    "IoU_per_class": per_class, "unseen": ev.unseen, "notes": ev.notes}, out / "metrics.json"),
         save_text(_markdown(f"Segmentation: {ev.images} images", ev.metrics, ["class", "held out", "IoU"],
-                            [[n, "yes" if n in ev.unseen else "", v] for n, v in zip(ev.classes, ev.iou)], ev.notes), out / "metrics.md"),
+                            [[n, "yes" if n in ev.unseen else "", v] for n, v in zip(ev.classes, ev.iou, strict=True)], ev.notes),
+                  out / "metrics.md"),
         per_class_bars(ev.classes, ev.iou, ev.unseen, "IoU (%)", f"per-class IoU ({ev.images} images)", out / "iou_per_class.png"),
     ]
     return files
 
 
 def write_det_report(ev: DetEvaluation, out: Path, inputs: dict) -> list[Path]:
-    per_class = {n: {"AP": _num(a * 100), "AP50": _num(b * 100), "novel": n in ev.novel} for n, a, b in zip(ev.classes, ev.ap, ev.ap50)}
-    rows = [[n, "yes" if n in ev.novel else "", a * 100, b * 100] for n, a, b in zip(ev.classes, ev.ap, ev.ap50)]
-    pr = dict(zip(ev.classes, ev.pr50))
+    per_class = {n: {"AP": _num(a * 100), "AP50": _num(b * 100), "novel": n in ev.novel} for n, a, b in zip(ev.classes, ev.ap, ev.ap50, strict=True)}
+    rows = [[n, "yes" if n in ev.novel else "", a * 100, b * 100] for n, a, b in zip(ev.classes, ev.ap, ev.ap50, strict=True)]
+    pr = dict(zip(ev.classes, ev.pr50, strict=True))
     return [
         save_json({"task": "detection", "inputs": inputs, "metrics": {k: _num(v) for k, v in ev.metrics.items()},
                    "per_class": per_class, "novel": ev.novel, "notes": ev.notes}, out / "metrics.json"),

@@ -18,10 +18,10 @@ def propose_batch(detector, teacher, images, targets, top_n: int, scales=(1.0, 1
     props, scores = detector.propose(images)
     props = [p[:top_n] for p in props]
     scores = [s[:top_n] for s in scores]
-    out = [{"image_id": int(t["image_id"]), "boxes": p, "objectness": s} for t, p, s in zip(targets, props, scores)]
+    out = [{"image_id": int(t["image_id"]), "boxes": p, "objectness": s} for t, p, s in zip(targets, props, scores, strict=True)]
     if teacher is not None:
         regions = teacher_region_embeddings(teacher, images, props, scales, region_teacher, region_stride)
-        for item, r in zip(out, regions.split([len(p) for p in props])):
+        for item, r in zip(out, regions.split([len(p) for p in props]), strict=True):
             item["regions"] = r
     return out
 

@@ -39,7 +39,7 @@ def to_coco(dataset, class_names: list[str], novel: list[str], found: list[dict]
     cats = [{"id": gt_id[c], "name": c} for c in novel]
     anns = []
     for item in found:
-        for b, s, lab in zip(item["boxes"].tolist(), item["scores"].tolist(), item["labels"].tolist()):
+        for b, s, lab in zip(item["boxes"].tolist(), item["scores"].tolist(), item["labels"].tolist(), strict=True):
             anns.append({
                 "id": len(anns) + 1, "image_id": int(item["image_id"]), "category_id": gt_id[class_names[lab]],
                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]), "iscrowd": 0, "score": s,
@@ -67,17 +67,17 @@ def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, ima
     # a box's score is a class probability times its objectness: one below the threshold can never pass, so the
     # teacher (the cost of this pass) does not embed it
     keep = [o[:n] >= settings["score_threshold"] for o in objectness]
-    boxes = [b[:n][k] for b, k in zip(boxes, keep)]
-    objectness = [o[:n][k] for o, k in zip(objectness, keep)]
+    boxes = [b[:n][k] for b, k in zip(boxes, keep, strict=True)]
+    objectness = [o[:n][k] for o, k in zip(objectness, keep, strict=True)]
     if settings.get("refine", False):
         boxes = proposer.refine_boxes(images, boxes, features=features)  # the proposals' backbone pass, not a second one
         # a box moved off the image is clipped to nothing: dropped, as torchvision drops its own small detections
         kept = [remove_small_boxes(b, 1e-2) for b in boxes]
-        boxes = [b[k] for b, k in zip(boxes, kept)]
-        objectness = [o[k] for o, k in zip(objectness, kept)]
+        boxes = [b[k] for b, k in zip(boxes, kept, strict=True)]
+        objectness = [o[k] for o, k in zip(objectness, kept, strict=True)]
     emb = teacher_region_embeddings(teacher, images, boxes).split([len(b) for b in boxes])
     out = []
-    for b, o, e, t in zip(boxes, objectness, emb, targets):
+    for b, o, e, t in zip(boxes, objectness, emb, targets, strict=True):
         scores, labels = teacher_box_scores(e.to(text), text, o.to(text), settings["scale"])
         out.append(_select(t["image_id"], b, scores, labels, gold_boxes(dataset, int(t["image_id"])), target, settings))
     return out
@@ -89,7 +89,7 @@ def detector_label_batch(module, dataset, images, targets, settings: dict) -> li
     target = list(module.novel_ids)
     return [
         _select(t["image_id"], p["boxes"], p["scores"], p["labels"], gold_boxes(dataset, int(t["image_id"])), target, settings)
-        for p, t in zip(module.detect(images), targets)
+        for p, t in zip(module.detect(images), targets, strict=True)
     ]
 
 

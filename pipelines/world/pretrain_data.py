@@ -77,6 +77,6 @@ class CaptionedScenes(Dataset):
 
 def collate_captions(batch):
     """Flatten groups into one batch of images ``[N,3,S,S]`` and N captions."""
-    images, captions = zip(*batch)
+    images, captions = zip(*batch, strict=True)
     return torch.cat(images), [c for group in captions for c in group]
 

@@ -60,7 +60,7 @@ def crop_view(
     inside = [int(inst.mask[y1:y2, x1:x2].sum()) for inst in scene.instances]
     area = max(1, (y2 - y1) * (x2 - x1))
     # named: mostly inside the window, or a large part of what the window shows
-    named = [inst for inst, n in zip(scene.instances, inside) if n >= min_inside * max(1, inst.mask.sum()) or n >= 0.15 * area]
+    named = [inst for inst, n in zip(scene.instances, inside, strict=True) if n >= min_inside * max(1, inst.mask.sum()) or n >= 0.15 * area]
     if not named and inside and max(inside) >= 0.03 * area:  # a visible piece is not "background"
         named = [scene.instances[int(np.argmax(inside))]]
     image = torch.from_numpy(scene.pixels).permute(2, 0, 1).float().unsqueeze(0) / 255.0

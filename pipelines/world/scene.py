@@ -107,7 +107,7 @@ def sample_scene(
             mask = shape_mask(shape, (h, w), cx, cy, r, float(rng.uniform(0, 2 * np.pi)))
             if mask.sum() < 20:
                 continue
-            if all((inst.mask & ~mask).sum() >= cfg.min_visible * area for inst, area in zip(instances, full_areas)):
+            if all((inst.mask & ~mask).sum() >= cfg.min_visible * area for inst, area in zip(instances, full_areas, strict=True)):
                 break
         else:
             continue

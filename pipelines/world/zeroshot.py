@@ -109,7 +109,7 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
         totals += torch.bincount(labels[valid], minlength=len(names))
         hits += torch.bincount(labels[valid & (pred == labels)], minlength=len(names))
     near_px, near_err, far_px, far_err = counts.tolist()
-    recall = {n: 100 * h / t for n, h, t in zip(names, hits.tolist(), totals.tolist()) if t > 0}
+    recall = {n: 100 * h / t for n, h, t in zip(names, hits.tolist(), totals.tolist(), strict=True) if t > 0}
     return {**metric.compute(), "background_near_error": 100 * near_err / max(1, near_px),
             "background_far_error": 100 * far_err / max(1, far_px), "background_near_share": 100 * near_px / max(1, near_px + far_px),
             "pixel_recall": recall}
