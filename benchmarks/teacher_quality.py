@@ -23,11 +23,15 @@ from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
 from pipelines.world.zeroshot import crop_record, dense_quality
 
 
-def quality(teacher, classes, world: Path, split: str, crop_seed: int) -> dict:
+def quality(teacher, classes, world: Path, split: str, crop_seed: int, mode: str = "maskclip") -> dict:
+    """``mode``: the dense path (``teacher.dense_modes()``). A CNN's map is read at output stride 8 (PAMR's at its own
+    stride); a ViT's has only its patch stride, at the same input sizes."""
     tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
     per_class = tight["per_class"]
-    dense = dense_quality(teacher, world, split, size=(96, 96), output_stride=8)
-    refined = dense_quality(teacher, world, split, size=(PAMR_SIZE, PAMR_SIZE), output_stride=PAMR_STRIDE, pamr_steps=PAMR_STEPS)
+    vit = teacher.fixed_dense_stride() is not None
+    dense = dense_quality(teacher, world, split, size=(96, 96), mode=mode, output_stride=None if vit else 8)
+    refined = dense_quality(teacher, world, split, size=(PAMR_SIZE, PAMR_SIZE), mode=mode, output_stride=None if vit else PAMR_STRIDE,
+                            pamr_steps=PAMR_STEPS)
     return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")},
             **{k: dense[k] for k in ("background_near_error", "background_far_error", "background_near_share")},
@@ -40,6 +44,8 @@ def main() -> None:
     parser.add_argument("--world", default=None, help="a world directory (default: the demo's world, generated)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--crop-seed", type=int, default=0)
+    parser.add_argument("--dense-mode", default="maskclip", help="the dense path: maskclip (CNN and ViT towers), value_only or "
+                        "clearclip (ViT towers)")
     args = parser.parse_args()
     torch.manual_seed(0)
     teacher, _ = load_teacher_dir(args.teacher) if args.teacher else load_shipped_teacher()
@@ -49,10 +55,12 @@ def main() -> None:
             spec = demo_spec(False, 0)
             spec.splits = {"train": 0, "val": spec.splits["val"], "test": spec.splits["test"]}
             write_world(spec, world)
-        q = quality(teacher, demo_spec(False, 0).classes, world, args.split, args.crop_seed)
-    print(f"teacher: {args.teacher or 'shipped'}; crops seed {args.crop_seed}; dense on world {args.split}")
+        q = quality(teacher, demo_spec(False, 0).classes, world, args.split, args.crop_seed, args.dense_mode)
+    stride = teacher.fixed_dense_stride()
+    print(f"teacher: {args.teacher or 'shipped'}; crops seed {args.crop_seed}; dense ({args.dense_mode}) on world {args.split}"
+          + (f"; a ViT: every map at its patch stride {stride}" if stride else ""))
     print("| tight 1.0x crops (mean / worst class) | ViLD 1x + 1.5x | MaskCLIP dense mIoU seen / unseen / hIoU "
-          f"| MaskCLIP + PAMR ({PAMR_SIZE} px, stride {PAMR_STRIDE}, {PAMR_STEPS} steps) seen / unseen / hIoU |")
+          f"| MaskCLIP + PAMR ({PAMR_SIZE} px, stride {stride or PAMR_STRIDE}, {PAMR_STEPS} steps) seen / unseen / hIoU |")
     print("|---|---|---|---|")
     print(f"| {q['tight']:.1f} / {q['tight_worst']:.1f} | {q['vild_1x_1.5x']:.1f} | "
           f"{q['dense_mIoU_seen']:.1f} / {q['dense_mIoU_unseen']:.1f} / {q['dense_hIoU']:.1f} | "

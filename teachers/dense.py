@@ -45,6 +45,11 @@ def dense_modes(visual: nn.Module) -> tuple[str, ...]:
     return ()
 
 
+def fixed_dense_stride(visual: nn.Module) -> int | None:
+    """A ViT's patch stride, the only stride its dense map has; ``None`` where ``output_stride`` can be chosen (CNNs)."""
+    return visual.patch_size[0] if isinstance(visual, VisionTransformer) else None
+
+
 def _timm_avg_cnn(visual: TimmModel) -> bool:
     pool = getattr(visual.trunk, "global_pool", None)
     pool_type = getattr(pool, "pool_type", None)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dense import dense_features, dense_modes
+from .dense import dense_features, dense_modes, fixed_dense_stride
 from .factory import (
     PRECISIONS,
     _create,
@@ -124,6 +124,10 @@ class OpenCLIPTeacher(nn.Module):
     def dense_modes(self) -> tuple[str, ...]:
         """Modes ``encode_dense`` accepts for this teacher's vision tower (empty if none)."""
         return dense_modes(self.model.visual)
+
+    def fixed_dense_stride(self) -> int | None:
+        """The patch stride of a ViT tower, whose dense map has no other; ``None`` where ``output_stride`` can be chosen."""
+        return fixed_dense_stride(self.model.visual)
 
     def _probe_dim(self) -> int:
         with torch.no_grad():

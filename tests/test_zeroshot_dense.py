@@ -2,6 +2,9 @@
 where the background mistakes lie, checked with stub teachers whose predictions are known, against numpy recomputations."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +93,18 @@ def test_pixel_recall_is_a_brute_force_count_per_class(tiny_world):
     lab, pred = np.concatenate([x.ravel() for x in labels]), np.concatenate([m.ravel() for m in maps])
     want = {names[k]: 100 * (pred[lab == k] == k).mean() for k in np.unique(lab[lab != 255])}
     assert got == pytest.approx(want) and 0 < min(want.values()) < 100
+
+
+def test_teacher_quality_reads_a_vit_map_at_its_patch_stride(vit_teacher, rn_teacher, tiny_world):
+    """``benchmarks/teacher_quality.py`` asks a CNN for output stride 8, which a ViT refuses: its map has only its patch
+    stride. The benchmark's dense figures for a ViT teacher are those of its own map, in the asked mode."""
+    assert (vit_teacher.fixed_dense_stride(), rn_teacher.fixed_dense_stride()) == (8, None)
+    spec = importlib.util.spec_from_file_location("teacher_quality", Path(__file__).parents[1] / "benchmarks" / "teacher_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    classes = load_spec(tiny_world).classes
+    got = {mode: bench.quality(vit_teacher, classes, tiny_world, SPLIT, 0, mode=mode) for mode in ("maskclip", "value_only")}
+    for mode, q in got.items():
+        want = dense_quality(vit_teacher, tiny_world, SPLIT, size=(96, 96), mode=mode)
+        assert [q[f"dense_{k}"] for k in ("mIoU_seen", "mIoU_unseen")] == pytest.approx([float(want[k]) for k in ("mIoU_seen", "mIoU_unseen")])
+    assert got["maskclip"]["dense_hIoU"] != got["value_only"]["dense_hIoU"]  # the mode reaches the map
