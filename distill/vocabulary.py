@@ -91,7 +91,7 @@ class Vocabulary:
         """Refuse two vocabularies that differ in classes, their order or the held-out set."""
         if self.names != other.names:
             if set(self.names) == set(other.names):
-                first = next(i for i, (a, b) in enumerate(zip(self.names, other.names, strict=False)) if a != b)
+                first = next(i for i, (a, b) in enumerate(zip(self.names, other.names, strict=True)) if a != b)
                 raise ValueError(
                     f"{mine} and {theirs} order the classes differently (position {first}: {self.names[first]!r} vs "
                     f"{other.names[first]!r}); label ids would be scored against the wrong text rows"
