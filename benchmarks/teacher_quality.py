@@ -28,9 +28,9 @@ def quality(teacher, classes, world: Path, split: str, crop_seed: int, mode: str
     stride); a ViT's has only its patch stride, at the same input sizes."""
     tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
     per_class = tight["per_class"]
-    vit = teacher.fixed_dense_stride() is not None
-    dense = dense_quality(teacher, world, split, size=(96, 96), mode=mode, output_stride=None if vit else 8)
-    refined = dense_quality(teacher, world, split, size=(PAMR_SIZE, PAMR_SIZE), mode=mode, output_stride=None if vit else PAMR_STRIDE,
+    cnn = teacher.fixed_dense_stride() is None
+    dense = dense_quality(teacher, world, split, size=(96, 96), mode=mode, output_stride=8 if cnn else None)
+    refined = dense_quality(teacher, world, split, size=(PAMR_SIZE, PAMR_SIZE), mode=mode, output_stride=PAMR_STRIDE if cnn else None,
                             pamr_steps=PAMR_STEPS)
     return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")},

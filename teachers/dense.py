@@ -250,8 +250,8 @@ def dense_features(
                 f"encode_dense is not implemented for {model_name!r}: its ViT uses an attention-pool head or a "
                 "custom attention block, for which the MaskCLIP value path is not defined"
             )
-        if output_stride not in (None, visual.patch_size[0]):
-            raise ValueError(f"a ViT's dense map has the patch stride {visual.patch_size[0]}; got output_stride={output_stride}")
+        if output_stride not in (None, fixed_dense_stride(visual)):
+            raise ValueError(f"a ViT's dense map has the patch stride {fixed_dense_stride(visual)}; got output_stride={output_stride}")
         return vit_dense(visual, x, mode)
     if isinstance(visual, ModifiedResNet):
         return resnet_dense(visual, x, mode, output_stride or 32)
