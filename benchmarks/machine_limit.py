@@ -10,6 +10,7 @@ fraction of the limit. Target: >= 50 % on CPU, >= 40 % of bf16 on a GPU.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 from bench_common import counted_flops, matmul_flops, real_teacher, seconds, table
@@ -32,10 +33,10 @@ def main() -> None:
         teacher = real_teacher(name, args.device, precision)
         size = tuple(teacher.image_size)
         images = torch.rand(args.batch, 3, *size, device=args.device)
-        passes = {f"image {size[0]}px": lambda: teacher.encode_image(images)}
+        passes = {f"image {size[0]}px": partial(teacher.encode_image, images)}
         dense = DENSE_ARGS.get(name, {"size": size})
         big = torch.rand(args.batch, 3, *dense["size"], device=args.device)
-        passes[f"dense {dense['size'][0]}px"] = lambda: teacher.encode_dense(big, "maskclip", dense["size"], dense.get("output_stride"))
+        passes[f"dense {dense['size'][0]}px"] = partial(teacher.encode_dense, big, "maskclip", dense["size"], dense.get("output_stride"))
         for what, fn in passes.items():
             with torch.no_grad():
                 flops = counted_flops(fn)

@@ -11,6 +11,7 @@ each with 1x, 1.5x and 1x+1.5x boxes. Targets: b >= 10x a; c >= 20x b.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -52,9 +53,9 @@ def speed_rows(models, device, n_images, n_boxes) -> list[list]:
         boxes = random_boxes(n_images, n_boxes, size, device)
         n = n_images * n_boxes
         with torch.no_grad():
-            t_naive = seconds(lambda: naive_loop(teacher, images, boxes), repeats=1, device=device)
-            t_crop = seconds(lambda: teacher.encode_regions(images, boxes), repeats=2, device=device)
-            t_dense = seconds(lambda: teacher.encode_regions_dense(images, boxes, output_stride=stride), repeats=3, device=device)
+            t_naive = seconds(partial(naive_loop, teacher, images, boxes), repeats=1, device=device)
+            t_crop = seconds(partial(teacher.encode_regions, images, boxes), repeats=2, device=device)
+            t_dense = seconds(partial(teacher.encode_regions_dense, images, boxes, output_stride=stride), repeats=3, device=device)
         rows.append([name, f"{size}px x {n_images}, {n_boxes} boxes", f"{n / t_naive:.0f}", f"{n / t_crop:.0f}", f"{n / t_dense:.0f}",
                      f"{t_naive / t_crop:.1f}x", f"{t_crop / t_dense:.1f}x"])
     return rows
