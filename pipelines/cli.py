@@ -100,8 +100,14 @@ def _integer_trainer_values(argv: list[str]) -> dict[str, int]:
     return found
 
 
-def lightning_cli(args: list[str] | None = None, run: bool = True):
-    """Build the LightningCLI over any LightningModule / LightningDataModule named by ``class_path``."""
+def lightning_cli(args: list[str] | None = None, run: bool = True, logger: bool = True):
+    """Build the LightningCLI over any LightningModule / LightningDataModule named by ``class_path``.
+
+    ``logger=False``: a prediction pass (``cache``, ``proposals``, ``pseudo-label``) has nothing to log, and a
+    ``lightning_logs/version_N`` of its own would shift the numbering of the training runs a user names next.
+    """
+    if not logger:
+        args = [*(sys.argv[1:] if args is None else args), "--trainer.logger", "false"]
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 

@@ -170,6 +170,8 @@ MUTATIONS = [
      "tests/test_pretrain_teacher.py"),
     ("pretrain-teacher command line drops --model-cfg", "pipelines/commands/teacher.py",
      "model_name=args.model_name, model_cfg=cfg)", "model_name=args.model_name, model_cfg=None)", "tests/test_pretrain_teacher.py"),
+    ("prediction passes keep Lightning's logger (a log directory each shifts the README's run numbers)", "pipelines/cli.py",
+     "    if not logger:\n", "    if logger is None:\n", "tests/test_run_numbering.py"),
 ]
 
 

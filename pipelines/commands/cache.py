@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     from pipelines.cache.dense import DenseCacheJob, build_dense_cache
     from pipelines.cli import lightning_cli
 
-    cli = lightning_cli(rest, run=False)
+    cli = lightning_cli(rest, run=False, logger=False)
     module, dm, trainer = cli.model, cli.datamodule, cli.trainer
     if not getattr(module, "uses_dense_teacher", False) or module.student is None:
         raise SystemExit(f"ovdistill cache: {type(module).__name__} does not train from the teacher's dense maps; "

@@ -15,7 +15,7 @@ def build_offline(rest: list[str], ckpt: str, split: str):
     from pipelines.cli import lightning_cli
 
     read_checkpoint(ckpt)  # fail on a bad file before building models
-    cli = lightning_cli(rest, run=False)
+    cli = lightning_cli(rest, run=False, logger=False)
     module, dm, trainer = cli.model, cli.datamodule, cli.trainer
     if module.vocabulary is None:
         module._set_vocabulary(datamodule_vocabulary(dm, module.held_out))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from distill.teacher_student import CHECKPOINT_KEY
+
 
 def read_checkpoint(path: str | Path) -> dict:
     """A Lightning checkpoint as plain data; a clear error for a missing, foreign or unsafe file."""
@@ -43,5 +45,7 @@ def load_into(module, path: str | Path) -> dict:
     try:
         module.load_state_dict(state["state_dict"], strict=True)
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not fit {type(module).__name__} as configured: {str(err)[:600]}") from err
+        held = (state.get(CHECKPOINT_KEY) or {}).get("module")
+        held = f" (it holds a {held})" if held else ""
+        raise ValueError(f"checkpoint {path}{held} does not fit {type(module).__name__} as configured: {str(err)[:600]}") from err
     return state
