@@ -3,6 +3,9 @@
 and checkpoints that leave the teacher out but record which teacher and vocabulary they were trained with."""
 from __future__ import annotations
 
+import re
+import warnings
+
 import lightning as L
 from torch import Tensor, nn
 
@@ -64,6 +67,15 @@ class TeacherStudentModule(L.LightningModule):
         for key, value in (("class_names", list(self.vocabulary.names)), (self.held_out, list(self.vocabulary.held_out))):
             if getattr(self, "_hparams_initial", None) is not None and key in self._hparams_initial and self._hparams_initial[key] is None:
                 self._hparams_initial[key] = value
+
+    def on_fit_start(self) -> None:
+        # The frozen teacher stays in eval mode by design (pre-trained normalisation statistics, no dropout), and
+        # Lightning warns about every eval-mode module at the start of training. Silence exactly the teacher's count:
+        # a student module left in eval mode changes the count, and that warning still reaches the user.
+        outside = [name for name, m in self.named_modules() if not m.training and not name.startswith("teacher.") and name != "teacher"]
+        if not outside:
+            count = sum(1 for name, m in self.named_modules() if not m.training)
+            warnings.filterwarnings("ignore", message=re.escape(f"Found {count} module(s) in eval mode at the start of training."))
 
     def set_buffer(self, name: str, value) -> None:
         """A derived tensor (text embeddings, masks) that follows the module across devices and is never

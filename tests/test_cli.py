@@ -155,3 +155,30 @@ def test_fit_logs_to_tensorboard_with_the_resolved_vocabulary(task, tiny_world, 
             module, dm = ViLD(teacher, world_detector(128, 0)), WorldDetDataModule(str(tiny_world), batch_size=2)
         bench_trainer(1, False, tmp_path / "tb", f"{task} run").fit(module, dm)
     assert list((tmp_path / "tb" / f"{task}_run").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("student_in_eval", [False, True])
+def test_fit_warns_about_eval_mode_modules_outside_the_frozen_teacher_only(student_in_eval, tiny_world):
+    """The teacher is in eval mode by design, and Lightning's "modules in eval mode" warning for it is silenced;
+    a student module left in eval mode (a real mistake) still gets the warning."""
+    import warnings
+
+    import lightning as L
+
+    from distill.seg_modules import LSeg
+    from pipelines.data.seg_datamodule import WorldSegDataModule
+    from pipelines.world.teacher import load_shipped_teacher
+    from students import PixelEmbeddingSegmenter
+
+    teacher, _ = load_shipped_teacher()
+    module = LSeg(teacher, PixelEmbeddingSegmenter(128, encoder_name="tu-resnet10t"))
+    if student_in_eval:
+        module.student.net.decoder.eval()
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, WorldSegDataModule(str(tiny_world), batch_size=2))
+    eval_warnings = [str(w.message) for w in caught if "in eval mode at the start of training" in str(w.message)]
+    assert sum(1 for _, m in module.teacher.named_modules() if not m.training) > 0  # the teacher really is in eval mode
+    assert len(eval_warnings) == (1 if student_in_eval else 0), eval_warnings
