@@ -112,6 +112,17 @@ def lightning_cli(args: list[str] | None = None, run: bool = True, logger: bool 
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     class OVDistillCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            if run:  # `predict` writes files `evaluate` reads (--predictions.output_dir); the offline passes predict otherwise
+                from pipelines.offline.prediction_writer import PredictionWriter
+
+                parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+        def before_predict(self) -> None:
+            # the writer has the predictions on disk; holding them all in memory as well would grow with the dataset
+            if self.config_init["predict"].get("return_predictions") is None:
+                self.config_init["predict"]["return_predictions"] = False
+
         def before_instantiate_classes(self) -> None:
             _nulls_to_none(self.config)
 

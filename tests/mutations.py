@@ -172,6 +172,12 @@ MUTATIONS = [
      "model_name=args.model_name, model_cfg=cfg)", "model_name=args.model_name, model_cfg=None)", "tests/test_pretrain_teacher.py"),
     ("prediction passes keep Lightning's logger (a log directory each shifts the README's run numbers)", "pipelines/cli.py",
      "    if not logger:\n", "    if logger is None:\n", "tests/test_run_numbering.py"),
+    ("predict writes boxes as xyxy, not COCO's xywh", "pipelines/offline/prediction_writer.py",
+     "xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()", "xywh = boxes.tolist()",
+     "tests/test_predict_writer.py -m slow -k det"),
+    ("predict names each PNG after another image of its batch", "pipelines/offline/prediction_writer.py",
+     'zip(batch["index"].tolist(), prediction, strict=True)', 'zip(batch["index"].tolist()[::-1], prediction, strict=True)',
+     "tests/test_predict_writer.py"),
 ]
 
 

@@ -71,3 +71,26 @@ def test_bad_inputs():
         metric.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 9))
     with pytest.raises(ValueError, match="same shape"):
         metric.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+def test_counts_computed_elsewhere_are_updates_torchmetrics_knows_of():
+    """``update_counts`` (what ``ovdistill evaluate seg``'s workers hand over) goes through torchmetrics' update: no
+    "compute before update" warning, and a later batch is not hidden behind the cached first result."""
+    import warnings
+
+    from distill.metrics.segmentation import iou_counts
+
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randint(0, 4, (2, 8, 8), generator=g), torch.randint(0, 4, (2, 8, 8), generator=g)) for _ in range(2)]
+    direct, counted = OpenVocabMeanIoU(4, [3]), OpenVocabMeanIoU(4, [3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i, (p, t) in enumerate(batches):
+            direct.update(p, t)
+            counted.update_counts(iou_counts(p, t, 4, 255))
+            if i == 0:
+                first = counted.compute()["mIoU"]
+        a, b = counted.compute(), direct.compute()
+    torch.testing.assert_close(a.pop("IoU_per_class"), b.pop("IoU_per_class"), equal_nan=True)
+    assert a == b
+    assert first != b["mIoU"]  # the second batch moved the figure, and compute() saw it

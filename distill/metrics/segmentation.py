@@ -58,14 +58,18 @@ class OpenVocabMeanIoU(Metric):
         self.add_state("intersection", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("union", torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        self.update_counts(iou_counts(preds, target, self.num_classes, self.ignore_index))
-
-    def update_counts(self, counts: Tensor) -> None:
-        """Add ``iou_counts`` computed elsewhere (e.g. in data-loader workers, as ``ovdistill evaluate seg`` does)."""
+    def update(self, preds: Tensor | None = None, target: Tensor | None = None, *, counts: Tensor | None = None) -> None:
+        """Label maps ``preds`` / ``target``, or their ``iou_counts`` computed elsewhere (``counts``)."""
+        if counts is None:
+            counts = iou_counts(preds, target, self.num_classes, self.ignore_index)
         inter, area_p, area_t = counts.double()
         self.intersection += inter
         self.union += area_p + area_t - inter
+
+    def update_counts(self, counts: Tensor) -> None:
+        """Add ``iou_counts`` computed elsewhere (e.g. in data-loader workers, as ``ovdistill evaluate seg`` does); through
+        ``update``, so torchmetrics counts it as one (``compute`` then neither warns nor serves a cached result)."""
+        self.update(counts=counts)
 
     def compute(self) -> dict:
         iou = torch.where(self.union > 0, self.intersection / self.union.clamp_min(1), torch.full_like(self.union, float("nan")))
