@@ -36,11 +36,15 @@ def _fit_then_test(args: list[str], root: Path, steps: int) -> tuple[Path, dict]
     return ckpt, {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
 
 
-def test_seg_predict_writes_pngs_that_evaluate_scores_as_test_does(tiny_world, tmp_path):
+@pytest.mark.parametrize("img_scale", [None, "[48, 48]"])
+def test_seg_predict_writes_pngs_that_evaluate_scores_as_test_does(img_scale, tiny_world, tmp_path):
     # training-free MaskCLIP: the teacher's own map, different in every image (a barely trained student's could
-    # name every pixel background, and then a PNG written under another image's name would score the same)
+    # name every pixel background, and then a PNG written under another image's name would score the same).
+    # img_scale: the real presets' evaluation view, which resizes the image (not the label) inside a wrapper dataset
     args = ["-c", str(ROOT / "configs/seg/world.yaml"), "-c", str(ROOT / "configs/seg/method/maskclip.yaml"),
             "--data.init_args.world", str(tiny_world), "--trainer.default_root_dir", str(tmp_path / "run"), *QUIET]
+    if img_scale:
+        args += ["--data.init_args.img_scale", img_scale, "--data.init_args.eval_batch_size", "1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tested = {k: float(v) for k, v in lightning_cli(["test", *args]).trainer.callback_metrics.items()}

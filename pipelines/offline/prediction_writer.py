@@ -25,9 +25,12 @@ RESULTS = "results.json"
 
 
 def _dataset(trainer):
+    """The predict loader's dataset under its evaluation views (``EvalRescale`` keeps the one it resizes in ``base``)."""
     loaders = trainer.predict_dataloaders
-    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-    return loader.dataset
+    dataset = (loaders[0] if isinstance(loaders, (list, tuple)) else loaders).dataset
+    while hasattr(dataset, "base"):
+        dataset = dataset.base
+    return dataset
 
 
 def coco_results(prediction: dict, image_id: int, category_of: dict[int, int]) -> list[dict]:
