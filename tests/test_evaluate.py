@@ -219,3 +219,37 @@ def test_segmentation_bad_inputs_are_one_line_errors(tiny_world, tmp_path, capsy
     with pytest.warns(UserWarning, match=f"1 of {len(stems)}"):
         assert main([*base, "--strict", "false"]) == 0
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["images"] == len(stems) - 1
+
+
+def test_segmentation_list_evaluates_one_split_of_a_mixed_label_folder(tmp_path, capsys):
+    """VOC / Context keep every split's labels in one folder: ``--list val.txt`` evaluates the listed ids only (the
+    others have no prediction, which is no error), and a listed id without a label is named."""
+    preset = get_preset("voc20")
+    k, unseen = len(preset.names), [preset.names.index(u) for u in preset.unseen]
+    rng = np.random.default_rng(1)
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    expected = []
+    for i in range(6):
+        gt = rng.integers(0, k + 1, (16, 16)).astype(np.uint8)
+        Image.fromarray(gt, "L").save(gt_dir / f"im{i}.png")
+        if i < 4:  # the "val" split; im4 and im5 are "train" labels with no prediction
+            reduced = np.where(gt == 0, 255, gt.astype(np.int64) - 1)
+            pred = np.where(rng.random(gt.shape) < 0.5, np.clip(reduced, 0, k - 1), rng.integers(0, k, gt.shape)).astype(np.uint8)
+            Image.fromarray(pred, "L").save(pred_dir / f"im{i}.png")
+            expected.append((pred.astype(np.int64), reduced))
+    (tmp_path / "val.txt").write_text("im0\nim1\nim2\nim3\n")
+    args = ["seg", "--gt", str(gt_dir), "--pred", str(pred_dir), "--preset", "voc20", "--list", str(tmp_path / "val.txt")]
+    m = _evaluate(args, tmp_path / "o")
+    ref = _confusion_miou(expected, k, unseen)
+    assert m["images"] == 4
+    for key in ("mIoU", "mIoU_seen", "mIoU_unseen"):
+        assert m["metrics"][key] == pytest.approx(ref[key], abs=1e-4), key
+    capsys.readouterr()
+    assert main(["evaluate", "seg", "--gt", str(gt_dir), "--pred", str(pred_dir), "--preset", "voc20", "--out", str(tmp_path / "o2")]) == 2
+    assert "2 of 6 ground-truth labels have no prediction" in capsys.readouterr().err  # without the list: the train labels
+    (tmp_path / "val.txt").write_text("im0\nim9\n")
+    assert main(["evaluate", *args, "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err
+    assert "1 of the 2 ids" in err and "im9.png" in err, err

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--gt-suffix", default=".png", help="ground-truth file ending (COCO-Stuff: _labelTrainIds.png)")
     seg.add_argument("--pred-suffix", default=".png", help="prediction file ending")
     seg.add_argument("--workers", type=int, default=0, help="processes decoding PNGs")
+    seg.add_argument("--list", default=None,
+                     help="only these image ids, one per line (VOC / Context: ImageSets/Segmentation/val.txt; their label folders hold every split)")
     for p in (det, seg):
         p.add_argument("--out", default="evaluation", help="folder for metrics.json, metrics.md and the plots")
         p.add_argument("--strict", type=_bool, default=True, help="false: missing / foreign ids are a warning with a count")
@@ -60,7 +62,7 @@ def _run(args: argparse.Namespace, out: Path):
         inputs = {"gt": args.gt, "dt": args.dt, "split": args.split, "iou_type": args.iou_type}
         files = write_det_report(ev, out, inputs)
     else:
-        ev = evaluate_folders(args.gt, args.pred, args.preset, args.gt_suffix, args.pred_suffix, args.workers, args.strict)
-        inputs = {"gt": args.gt, "pred": args.pred, "preset": args.preset}
+        ev = evaluate_folders(args.gt, args.pred, args.preset, args.gt_suffix, args.pred_suffix, args.workers, args.strict, args.list)
+        inputs = {"gt": args.gt, "pred": args.pred, "preset": args.preset, "list": args.list}
         files = write_seg_report(ev, out, inputs)
     return ev, files

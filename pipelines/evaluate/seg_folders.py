@@ -74,11 +74,28 @@ def _sum_counts(items: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(items).sum(0)
 
 
-def pair_files(gt_dir: Path, pred_dir: Path, gt_suffix: str, pred_suffix: str, strict: bool, notes: list[str]) -> list[tuple[Path, Path]]:
+def listed_labels(gt_dir: Path, gt_suffix: str, list_file: Path) -> list[Path]:
+    """The ground-truth labels of the ids in ``list_file`` (one per line, VOC's ``ImageSets/Segmentation/val.txt``):
+    VOC's and Context's label folders hold every split, and only the listed one is evaluated."""
+    if not list_file.is_file():
+        raise FileNotFoundError(f"list file {list_file} does not exist")
+    ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"list file {list_file} names no image")
+    gts = [gt_dir / f"{i}{gt_suffix}" for i in ids]
+    missing = [g for g in gts if not g.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of the {len(ids)} ids in {list_file} have no ground-truth label in {gt_dir} "
+                                f"(e.g. {missing[0].name})")
+    return gts
+
+
+def pair_files(gt_dir: Path, pred_dir: Path, gt_suffix: str, pred_suffix: str, strict: bool, notes: list[str],
+               list_file: Path | None = None) -> list[tuple[Path, Path]]:
     for d, what in ((gt_dir, "ground-truth"), (pred_dir, "prediction")):
         if not d.is_dir():
             raise FileNotFoundError(f"{what} folder {d} does not exist")
-    gts = sorted(gt_dir.glob(f"*{gt_suffix}"))
+    gts = sorted(gt_dir.glob(f"*{gt_suffix}")) if list_file is None else listed_labels(gt_dir, gt_suffix, Path(list_file))
     if not gts:
         raise FileNotFoundError(f"no ground-truth labels *{gt_suffix} in {gt_dir}")
     pairs, missing = [], []
@@ -97,11 +114,12 @@ def pair_files(gt_dir: Path, pred_dir: Path, gt_suffix: str, pred_suffix: str, s
 
 
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, preset: str, gt_suffix: str = ".png", pred_suffix: str = ".png",
-                     workers: int = 0, strict: bool = True) -> SegEvaluation:
+                     workers: int = 0, strict: bool = True, list_file: str | Path | None = None) -> SegEvaluation:
+    """``list_file``: evaluate only the ground truth of these ids (default: every label in ``gt_dir``)."""
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     names, unseen, rzl = seg_vocabulary(preset, gt_dir)
     notes: list[str] = []
-    pairs = pair_files(gt_dir, pred_dir, gt_suffix, pred_suffix, strict, notes)
+    pairs = pair_files(gt_dir, pred_dir, gt_suffix, pred_suffix, strict, notes, list_file)
     metric = OpenVocabMeanIoU(len(names), [names.index(u) for u in unseen])
     # workers sum the counts of 32 pairs before handing them over: one message per 32 images, not per image
     loader = DataLoader(PairCounts(pairs, len(names), rzl), batch_size=32, num_workers=workers, collate_fn=_sum_counts)
