@@ -15,7 +15,8 @@ import torch
 from config_combos import DET_REAL, SEG_REAL, config_args
 from real_formats import write_coco, write_coco_stuff, write_context, write_lvis, write_voc
 
-from pipelines.cli import main
+from pipelines.cli import lightning_cli, main
+from pipelines.evaluate.seg_folders import evaluate_folders
 
 # CI runs the chain on CPU. On a GPU machine `OVDISTILL_TEST_ACCELERATOR=gpu pytest -m slow tests/test_real_configs.py`
 # runs it with the configs' own strategy and precision (DDP over NCCL, 16-mixed); OVDISTILL_TEST_PRECISION overrides
@@ -84,17 +85,33 @@ def _seg_args(files, data: str, method: str, run: Path) -> list[str]:
             "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(run)]
 
 
+# what `ovdistill evaluate seg` reads for each preset's test split: label folder, label suffix, id list
+SEG_EVAL = {"voc20": ("SegmentationClass", ".png", "ImageSets/Segmentation/val.txt"),
+            "context59": ("SegmentationClassContext", ".png", "ImageSets/SegmentationContext/val.txt"),
+            "context60": ("SegmentationClassContext", ".png", "ImageSets/SegmentationContext/val.txt"),
+            "coco_stuff171": ("annotations/val2017", "_labelTrainIds.png", None)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("data, method", SEG_REAL, ids=[f"{d}-{m}" for d, m in SEG_REAL])
 def test_seg_real_config(files, data, method, tmp_path):
     over = _seg_args(files, data, method, tmp_path)
+    ckpt = []
     if method not in ("maskclip", "maskclip_pamr"):  # training-free MaskCLIP only tests
         # the configs' own teacher_size (input): CLIP sees each 64 px training crop, as the official MaskCLIP+
         over += ["--model.init_args.student.init_args.encoder_weights", str(files["resnet101"])]
         _run(["fit", *over, *FIT])
-        _run(["test", *over, "--ckpt_path", str(_last(tmp_path))])
-    else:
-        _run(["test", *over])
+        ckpt = ["--ckpt_path", str(_last(tmp_path))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tested = {k: float(v) for k, v in lightning_cli(["test", *over, *ckpt]).trainer.callback_metrics.items()}
+    # `predict` then `evaluate seg` on the real layout (palette / TrainIds labels, id lists): test's figures
+    _run(["predict", *over, *ckpt, "--predictions.output_dir", str(tmp_path / "preds")])
+    root = files["data"] / SEG_ROOTS[data]
+    labels, suffix, listed = SEG_EVAL[data]
+    scored = evaluate_folders(root / labels, tmp_path / "preds", data, gt_suffix=suffix, list_file=root / listed if listed else None)
+    for key in ("mIoU", "mIoU_seen", "mIoU_unseen"):
+        assert scored.metrics[key] == pytest.approx(tested[f"test/{key}"], abs=1e-4, nan_ok=True), key
 
 
 @pytest.mark.slow
