@@ -16,6 +16,7 @@ from config_combos import DET_REAL, SEG_REAL, config_args
 from real_formats import write_coco, write_coco_stuff, write_context, write_lvis, write_voc
 
 from pipelines.cli import lightning_cli, main
+from pipelines.evaluate.det_results import evaluate_detections
 from pipelines.evaluate.seg_folders import evaluate_folders
 
 # CI runs the chain on CPU. On a GPU machine `OVDISTILL_TEST_ACCELERATOR=gpu pytest -m slow tests/test_real_configs.py`
@@ -158,6 +159,17 @@ def test_det_real_configs_in_the_readme_order(files, tmp_path):
     base = args("ov_coco", "vild_text", "text")
     _run(["fit", *base, *FIT])
     ckpt = _last(tmp_path / "text")
+    # `predict` writes COCO results in COCO's own category ids, which `evaluate det` scores as `test` did
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tested = {k: float(v) for k, v in lightning_cli(["test", *base, "--ckpt_path", str(ckpt)]).trainer.callback_metrics.items()}
+    _run(["predict", *base, "--ckpt_path", str(ckpt), "--predictions.output_dir", str(tmp_path / "preds")])
+    gt_file = data / "coco/annotations/instances_val2017.json"
+    results = json.loads((tmp_path / "preds/results.json").read_text())
+    assert results and {r["category_id"] for r in results} <= {c["id"] for c in json.loads(gt_file.read_text())["categories"]}
+    scored = evaluate_detections(gt_file, tmp_path / "preds/results.json", "ov_coco").metrics
+    for key in ("AP", "AP50", "AP50_base", "AP50_novel"):
+        assert (scored[key] if scored[key] is not None else float("nan")) == pytest.approx(tested[f"test/{key}"], abs=1e-3, nan_ok=True), key
     props, pseudo = tmp_path / "proposals_train.pt", tmp_path / "pseudo_labels_train.json"
     _run(["proposals", *base, "--ckpt", str(ckpt), "--out", str(props), "--top-n", "4"])
     _run(["pseudo-label", *base, "--ckpt", str(ckpt), "--out", str(pseudo), "--threshold", "0.0"])
