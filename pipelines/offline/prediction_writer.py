@@ -4,7 +4,8 @@
   data module's order ``0..K-1``), written as each batch finishes, so memory does not grow with the dataset.
 - **Detection**: one COCO results JSON (``OUT/results.json``: ``image_id``, ``category_id`` of the annotation
   file, ``bbox`` as ``[x, y, w, h]`` in the image's pixels, ``score``). Under DDP each rank writes its part, and
-  rank 0 merges them once every rank is done (an image a padded sampler gave two ranks is kept once).
+  rank 0 merges them once every rank is done. (Lightning's predict sampler gives each image to one rank; the merge
+  would still keep an image's detections once if a sampler repeated it.)
 
 Every file is written atomically. ``ovdistill evaluate seg --preset P --gt LABELS --pred OUT`` and
 ``ovdistill evaluate det --gt ANN.json --dt OUT/results.json --split S`` then give ``ovdistill test``'s figures.
