@@ -47,6 +47,11 @@ class PredictionWriter(BasePredictionWriter):
     """Writes a method's predictions on the data module's predict split (its test split) under ``output_dir``."""
 
     def __init__(self, output_dir: str = "predictions"):
+        """
+        Args:
+            output_dir: folder for the class-index PNGs (segmentation) or results.json (detection) that
+                ``ovdistill evaluate`` reads; relative to the working directory
+        """
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
 
