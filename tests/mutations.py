@@ -178,6 +178,8 @@ MUTATIONS = [
     ("predict names each PNG after another image of its batch", "pipelines/offline/prediction_writer.py",
      'zip(batch["index"].tolist(), prediction, strict=True)', 'zip(batch["index"].tolist()[::-1], prediction, strict=True)',
      "tests/test_predict_writer.py"),
+    ("predict ignores --predictions.split (always the test split)", "pipelines/offline/prediction_writer.py",
+     "trainer.datamodule.predict_split = self.split", 'trainer.datamodule.predict_split = "test"', "tests/test_predict_writer.py"),
 ]
 
 

@@ -58,6 +58,23 @@ def test_seg_predict_writes_pngs_that_evaluate_scores_as_test_does(img_scale, ti
         assert scored[key] == pytest.approx(tested[f"test/{key}"], abs=1e-4), key
 
 
+def test_predict_on_the_val_split_scores_as_validate_does(tiny_world, tmp_path):
+    """``--predictions.split val``: settings are chosen on val, so its predictions can be written and scored too."""
+    args = ["-c", str(ROOT / "configs/seg/world.yaml"), "-c", str(ROOT / "configs/seg/method/maskclip.yaml"),
+            "--data.init_args.world", str(tiny_world), "--trainer.default_root_dir", str(tmp_path / "run"), *QUIET]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        validated = {k: float(v) for k, v in lightning_cli(["validate", *args]).trainer.callback_metrics.items()}
+        out = tmp_path / "preds"
+        assert main(["predict", *args, "--predictions.output_dir", str(out), "--predictions.split", "val"]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(p.stem for p in (tiny_world / "images/val").iterdir())
+    scored = evaluate_folders(tiny_world / "labels/val", out, "world").metrics
+    for key in ("mIoU", "mIoU_seen", "mIoU_unseen"):
+        assert scored[key] == pytest.approx(validated[f"val/{key}"], abs=1e-4), key
+    with pytest.raises(SystemExit):  # a typo is refused at parse time, with the allowed values
+        main(["predict", *args, "--predictions.output_dir", str(out), "--predictions.split", "train"])
+
+
 @pytest.mark.slow
 def test_det_predict_writes_coco_results_that_evaluate_scores_as_test_does(tiny_world, tmp_path):
     trunk = tmp_path / "trunk.pt"

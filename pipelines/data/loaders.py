@@ -104,6 +104,8 @@ class SplitLoaders:
     """
 
     _resume: dict | None = None
+    #: the split ``predict`` reads (``ovdistill predict --predictions.split val`` sets it: settings are chosen on val)
+    predict_split: str = "test"
 
     def train_dataloader(self):
         batch, _, workers = self._batch_sizes()
@@ -120,7 +122,7 @@ class SplitLoaders:
         return self._eval("test")
 
     def predict_dataloader(self):
-        return self._eval("test")
+        return self._eval(self.predict_split)
 
     def _eval(self, split: str) -> DataLoader:
         _, batch, workers = self._batch_sizes()

@@ -1,5 +1,7 @@
 """``ovdistill predict`` writes what ``ovdistill evaluate`` reads: a Lightning ``BasePredictionWriter``.
 
+The split is the data module's test split, or its val split (``--predictions.split val``).
+
 - **Segmentation**: one class-index PNG per image (``OUT/NAME.png``, NAME the image's stem, classes in the
   data module's order ``0..K-1``), written as each batch finishes, so memory does not grow with the dataset.
 - **Detection**: one COCO results JSON (``OUT/results.json``: ``image_id``, ``category_id`` of the annotation
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,16 +47,21 @@ def coco_results(prediction: dict, image_id: int, category_of: dict[int, int]) -
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes a method's predictions on the data module's predict split (its test split) under ``output_dir``."""
+    """Writes a method's predictions on the data module's ``split`` (default test) under ``output_dir``."""
 
-    def __init__(self, output_dir: str = "predictions"):
+    def __init__(self, output_dir: str = "predictions", split: Literal["val", "test"] = "test"):
         """
         Args:
             output_dir: folder for the class-index PNGs (segmentation) or results.json (detection) that
                 ``ovdistill evaluate`` reads; relative to the working directory
+            split: the data module's split to predict (val: where settings are chosen; test: reported once)
         """
         super().__init__(write_interval="batch")
-        self.output_dir = output_dir
+        self.output_dir, self.split = output_dir, split
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "predict" and self._active(pl_module) and trainer.datamodule is not None:
+            trainer.datamodule.predict_split = self.split  # read by SplitLoaders.predict_dataloader, which runs after setup
 
     def _active(self, pl_module) -> bool:
         return hasattr(pl_module, "task")  # a method; the offline passes (proposals, pseudo labels, caches) are not
