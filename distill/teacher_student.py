@@ -72,10 +72,9 @@ class TeacherStudentModule(L.LightningModule):
         # The frozen teacher stays in eval mode by design (pre-trained normalisation statistics, no dropout), and
         # Lightning warns about every eval-mode module at the start of training. Silence exactly the teacher's count:
         # a student module left in eval mode changes the count, and that warning still reaches the user.
-        outside = [name for name, m in self.named_modules() if not m.training and not name.startswith("teacher.") and name != "teacher"]
-        if not outside:
-            count = sum(1 for name, m in self.named_modules() if not m.training)
-            warnings.filterwarnings("ignore", message=re.escape(f"Found {count} module(s) in eval mode at the start of training."))
+        evaluating = [name for name, m in self.named_modules() if not m.training]
+        if all(name == "teacher" or name.startswith("teacher.") for name in evaluating):
+            warnings.filterwarnings("ignore", message=re.escape(f"Found {len(evaluating)} module(s) in eval mode at the start of training."))
 
     def set_buffer(self, name: str, value) -> None:
         """A derived tensor (text embeddings, masks) that follows the module across devices and is never

@@ -162,27 +162,39 @@ def _confusion_miou(pairs: list[tuple[np.ndarray, np.ndarray]], k: int, unseen: 
     return {"mIoU": np.nanmean(iou), "mIoU_seen": np.nanmean(iou[seen]), "mIoU_unseen": np.nanmean(iou[unseen]), "iou": iou}
 
 
+def _voc_folders(tmp_path: Path, seed: int, size: tuple[int, int], labels: int, predicted: int, p_right: float,
+                 ignore_rows: int = 0, palette: bool = False) -> tuple[Path, Path, list]:
+    """VOC-style ground truth (0 = background, 1..20, 255 = ignore) for ``labels`` images, predictions (right with
+    probability ``p_right``, else random; palette PNGs at odd indices when ``palette``) for the first ``predicted``;
+    returns the folders and the (prediction, reduced ground truth) pairs an independent count should score."""
+    k = len(get_preset("voc20").names)
+    rng = np.random.default_rng(seed)
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    expected = []
+    for i in range(labels):
+        gt = rng.integers(0, k + 1, size).astype(np.uint8)
+        gt[:ignore_rows] = 255
+        Image.fromarray(gt, "L").save(gt_dir / f"im{i}.png")
+        if i >= predicted:
+            continue
+        reduced = np.where(gt == 0, 255, np.where(gt == 255, 255, gt.astype(np.int64) - 1))
+        pred = np.where(rng.random(gt.shape) < p_right, np.clip(reduced, 0, k - 1), rng.integers(0, k, gt.shape)).astype(np.uint8)
+        im = Image.fromarray(pred, "P" if palette and i % 2 else "L")
+        if palette and i % 2:
+            im.putpalette(voc_palette())
+        im.save(pred_dir / f"im{i}.png")
+        expected.append((pred.astype(np.int64), reduced))
+    return gt_dir, pred_dir, expected
+
+
 def test_segmentation_miou_equals_a_numpy_confusion_matrix(tmp_path):
     """VOC's 20-class protocol: ground truth 0 = background (ignored, reduce_zero_label), 255 = ignore; palette and
     grayscale predictions; two worker processes."""
     preset = get_preset("voc20")
     k, unseen = len(preset.names), [preset.names.index(u) for u in preset.unseen]
-    rng = np.random.default_rng(0)
-    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
-    gt_dir.mkdir()
-    pred_dir.mkdir()
-    expected = []
-    for i in range(6):
-        gt = rng.integers(0, k + 1, (24, 32)).astype(np.uint8)  # 0 = background, 1..20 classes
-        gt[:3] = 255
-        reduced = np.where(gt == 0, 255, np.where(gt == 255, 255, gt.astype(np.int64) - 1))
-        pred = np.where(rng.random(gt.shape) < 0.6, np.clip(reduced, 0, k - 1), rng.integers(0, k, gt.shape)).astype(np.uint8)
-        Image.fromarray(gt, "L").save(gt_dir / f"im{i}.png")
-        p = Image.fromarray(pred, "P" if i % 2 else "L")
-        if i % 2:
-            p.putpalette(voc_palette())
-        p.save(pred_dir / f"im{i}.png")
-        expected.append((pred.astype(np.int64), reduced))
+    gt_dir, pred_dir, expected = _voc_folders(tmp_path, 0, (24, 32), 6, 6, 0.6, ignore_rows=3, palette=True)
     m = _evaluate(["seg", "--gt", str(gt_dir), "--pred", str(pred_dir), "--preset", "voc20", "--workers", "2"], tmp_path / "o")
     ref = _confusion_miou(expected, k, unseen)
     for key in ("mIoU", "mIoU_seen", "mIoU_unseen"):
@@ -226,19 +238,8 @@ def test_segmentation_list_evaluates_one_split_of_a_mixed_label_folder(tmp_path,
     others have no prediction, which is no error), and a listed id without a label is named."""
     preset = get_preset("voc20")
     k, unseen = len(preset.names), [preset.names.index(u) for u in preset.unseen]
-    rng = np.random.default_rng(1)
-    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
-    gt_dir.mkdir()
-    pred_dir.mkdir()
-    expected = []
-    for i in range(6):
-        gt = rng.integers(0, k + 1, (16, 16)).astype(np.uint8)
-        Image.fromarray(gt, "L").save(gt_dir / f"im{i}.png")
-        if i < 4:  # the "val" split; im4 and im5 are "train" labels with no prediction
-            reduced = np.where(gt == 0, 255, gt.astype(np.int64) - 1)
-            pred = np.where(rng.random(gt.shape) < 0.5, np.clip(reduced, 0, k - 1), rng.integers(0, k, gt.shape)).astype(np.uint8)
-            Image.fromarray(pred, "L").save(pred_dir / f"im{i}.png")
-            expected.append((pred.astype(np.int64), reduced))
+    # im0..im3 are the "val" split; im4 and im5 are "train" labels with no prediction
+    gt_dir, pred_dir, expected = _voc_folders(tmp_path, 1, (16, 16), 6, 4, 0.5)
     (tmp_path / "val.txt").write_text("im0\nim1\nim2\nim3\n")
     args = ["seg", "--gt", str(gt_dir), "--pred", str(pred_dir), "--preset", "voc20", "--list", str(tmp_path / "val.txt")]
     m = _evaluate(args, tmp_path / "o")

@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
@@ -83,7 +82,7 @@ class PredictionWriter(BasePredictionWriter):
             return
         if self.task == "segmentation":
             for index, labels in zip(batch["index"].tolist(), prediction, strict=True):
-                png = Image.fromarray(labels.to(torch.uint8).cpu().numpy().astype(np.uint8), mode="L")
+                png = Image.fromarray(labels.to(torch.uint8).cpu().numpy(), mode="L")
                 save_with(lambda fh, png=png: png.save(fh, format="PNG"), self.out / f"{self.dataset.images[index].stem}.png")
         else:
             for target, det in zip(batch[1], prediction, strict=True):
@@ -95,7 +94,7 @@ class PredictionWriter(BasePredictionWriter):
         if self.task == "segmentation":
             trainer.strategy.barrier()
             if trainer.is_global_zero:
-                print(f"wrote {len(list(self.out.glob('*.png')))} prediction PNGs to {self.out}")
+                print(f"wrote the prediction PNGs of {len(self.dataset)} images to {self.out}")  # every rank its share
             return
         rank, world = trainer.global_rank, trainer.world_size
         part = self.out / f".{RESULTS}.rank{rank}"
