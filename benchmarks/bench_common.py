@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -86,3 +87,21 @@ def unseen_bar(unseen: float, lseg_unseen: float) -> bool:
 
 #: the issue's bar on what dense distillation may cost the seen classes against LSeg (mIoU points)
 DENSE_SEEN_COST = 5.0
+
+
+def scoring_world(root) -> Path:
+    """The demo's world without its training images (val and test only), written under ``root``: what teacher probes
+    are scored on."""
+    from pipelines.bench.mission import demo_spec
+    from pipelines.world import write_world
+
+    spec = demo_spec(False, 0)
+    spec.splits = {"train": 0, "val": spec.splits["val"], "test": spec.splits["test"]}
+    return write_world(spec, Path(root) / "world", progress=False)
+
+
+def dense_table_header(split: str, sizes: list[int], stride: int = 8) -> str:
+    """The teacher probes' table header: tight crops, then one MaskCLIP cell per input size."""
+    return (f"\nworld {split}; dense cells: seen / unseen (hIoU); background named as an object within 8 px / farther\n"
+            + "| teacher | tight crops (mean / worst) | " + " | ".join(f"MaskCLIP {s} px / {stride}" for s in sizes) + " |\n"
+            + "|---|---|" + "---|" * len(sizes))

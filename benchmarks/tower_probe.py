@@ -24,13 +24,13 @@ from pathlib import Path
 
 import timm
 import torch
+from bench_common import dense_table_header, scoring_world
 from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from pipelines.bench.mission import demo_spec
 from pipelines.data.atomic import save_json
-from pipelines.world import write_world
 from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG
 from pipelines.world.pretrain_run import pretrain_teacher
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
@@ -111,13 +111,8 @@ def main() -> None:
     print("receptive field of one stride-8 cell (px): shipped", receptive_field(timm.create_model("resnet10t", output_stride=8)),
           "; probe", receptive_field(timm.create_model(TOWER)))
     with tempfile.TemporaryDirectory() as tmp:
-        world = Path(tmp) / "world"
-        spec = demo_spec(False, 0)
-        spec.splits = {"train": 0, "val": spec.splits["val"], "test": spec.splits["test"]}
-        write_world(spec, world, progress=False)
-        print(f"\nworld {args.split}; dense cells: seen / unseen (hIoU); background named as an object within 8 px / farther")
-        print("| teacher | tight crops (mean / worst) | " + " | ".join(f"MaskCLIP {s} px / 8" for s in args.sizes) + " |")
-        print("|---|---|" + "---|" * len(args.sizes))
+        world = scoring_world(tmp)
+        print(dense_table_header(args.split, args.sizes))
         recalls = {}
         for name, teacher in rows.items():
             cells, recalls[name] = scores(teacher, world, args.split, args.sizes)

@@ -15,7 +15,9 @@ Modes (``encode_dense(mode=...)``):
 
 timm CNN towers whose head is global average pooling + a linear projection (``timm_pool: avg``) have
 an exact dense counterpart: the projection applied at every position of the last feature map (its
-spatial mean is the image embedding; CAM's observation). ``maskclip`` names that path for them; an
+spatial mean is the image embedding; CAM's observation). A max-pooled tower (``timm_pool: max``) is read the same
+way, as CLIPpy (Ranasinghe et al. 2023) reads its max-pooled towers: the projection at every position, whose
+maximum is not the image embedding (the projection comes after the pool). ``maskclip`` names that path for them; an
 ``output_stride`` of 16 or 8 rebuilds the trunk dilated (timm's ``output_stride``) with the same
 weights, its shortcut averages made to leave padding out (``_SameAvgPoolExcludingPad``). Attention-pool (MAP / SigLIP)
 and ViT timm towers raise ``NotImplementedError``.
@@ -40,7 +42,7 @@ def dense_modes(visual: nn.Module) -> tuple[str, ...]:
     """The dense modes a vision tower supports (empty when it has none)."""
     if isinstance(visual, VisionTransformer) and _vit_supported(visual):
         return VIT_MODES
-    if isinstance(visual, ModifiedResNet) or (isinstance(visual, TimmModel) and _timm_avg_cnn(visual)):
+    if isinstance(visual, ModifiedResNet) or (isinstance(visual, TimmModel) and _timm_pooled_cnn(visual)):
         return RESNET_MODES
     return ()
 
@@ -50,11 +52,15 @@ def fixed_dense_stride(visual: nn.Module) -> int | None:
     return visual.patch_size[0] if isinstance(visual, VisionTransformer) else None
 
 
-def _timm_avg_cnn(visual: TimmModel) -> bool:
+#: the global pools of a timm CNN tower whose dense map is the projection at every position
+TIMM_DENSE_POOLS = ("avg", "max")
+
+
+def _timm_pooled_cnn(visual: TimmModel) -> bool:
     pool = getattr(visual.trunk, "global_pool", None)
     pool_type = getattr(pool, "pool_type", None)
     head_ok = all(isinstance(m, (nn.Linear, nn.Dropout)) for m in visual.head.children())
-    return pool_type == "avg" and head_ok and hasattr(visual.trunk, "forward_features")
+    return pool_type in TIMM_DENSE_POOLS and head_ok and hasattr(visual.trunk, "forward_features")
 
 
 #: bump when the dense path's values change for the same weights (teacher caches record it in their key).
@@ -118,7 +124,7 @@ def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
 
 
 def timm_dense(visual: TimmModel, x: Tensor, mode: str = "maskclip", output_stride: int = 32) -> tuple[Tensor, Tensor]:
-    """Dense features of a timm CNN tower with an average-pool + linear head: the head at every position."""
+    """Dense features of a timm CNN tower with an average- or max-pool + linear head: the head at every position."""
     if mode not in RESNET_MODES:
         raise ValueError(f"dense mode {mode!r} is not one of {RESNET_MODES} for a timm CNN tower")
     trunk = visual.trunk if output_stride == 32 else _atrous_trunk(visual.trunk, output_stride)
@@ -255,14 +261,14 @@ def dense_features(
         return vit_dense(visual, x, mode)
     if isinstance(visual, ModifiedResNet):
         return resnet_dense(visual, x, mode, output_stride or 32)
-    if isinstance(visual, TimmModel) and _timm_avg_cnn(visual):
+    if isinstance(visual, TimmModel) and _timm_pooled_cnn(visual):
         if output_stride not in (None, 8, 16, 32):
             raise ValueError(f"output_stride={output_stride}; a timm CNN tower supports 8, 16 or 32")
         return timm_dense(visual, x, mode, output_stride or 32)
     raise NotImplementedError(
         f"encode_dense is not implemented for {model_name!r} (vision tower {type(visual).__name__}); "
         "MaskCLIP dense features are defined for open_clip VisionTransformer and ModifiedResNet towers and for "
-        "timm CNN towers with an average-pool head; not for attention-pool (MAP) heads. "
+        "timm CNN towers with an average- or max-pool head; not for attention-pool (MAP) heads. "
         "Text, image and region embeddings work for this model."
     )
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_RN, TINY_VIT, make_teacher
+from conftest import TINY_RN, TINY_TIMM_CNN, TINY_VIT, make_teacher
 
 from teachers import OpenCLIPTeacher, key_smoothing, prompt_denoise, refine_logits
 from teachers.templates import IMAGENET_TEMPLATES, resolve_templates
@@ -390,6 +390,29 @@ def test_timm_cnn_dense_is_the_head_at_every_position(timm_cnn_teacher, images):
     assert fine.shape[-2:] == (8, 8) and feats.shape[-2:] == (2, 2)
     torch.testing.assert_close(fine[..., ::4, ::4], feats, atol=1e-5, rtol=1e-4)
     assert teacher.dense_modes() == ("maskclip",)
+
+
+def test_timm_max_pooled_cnn_dense_is_the_head_at_every_position(images):
+    """A max-pooled timm tower (CLIPpy's kind): the dense map is the projection at every position of the trunk's map,
+    the image embedding is the projection of that map's maximum (not the maximum of the dense map), and atrous
+    samples match, as for the average-pooled tower."""
+    from teachers.dense import dense_features
+
+    cfg = {**TINY_TIMM_CNN, "vision_cfg": {**TINY_TIMM_CNN["vision_cfg"], "timm_pool": "max"}}
+    teacher = make_teacher("tiny-timm-cnn-max-test", cfg)
+    assert teacher.model.visual.trunk.global_pool.pool_type == "max" and teacher.dense_modes() == ("maskclip",)
+    x = teacher.preprocess(images)
+    feats, fmap = dense_features(teacher.model.visual, x, "maskclip", teacher.model_name)
+    proj = teacher.model.visual.head.proj.weight
+    with torch.no_grad():
+        trunk_map = teacher.model.visual.trunk.forward_features(x)
+        torch.testing.assert_close(fmap, trunk_map)
+        torch.testing.assert_close(feats, torch.einsum("dc,bchw->bdhw", proj, trunk_map), atol=1e-5, rtol=1e-4)
+        image = F.normalize(trunk_map.amax(dim=(2, 3)) @ proj.T, dim=-1)
+    torch.testing.assert_close(teacher.encode_image(images), image, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(F.normalize(feats.amax(dim=(2, 3)), dim=-1), image, atol=1e-3)
+    fine, _ = dense_features(teacher.model.visual, x, "maskclip", teacher.model_name, output_stride=8)
+    torch.testing.assert_close(fine[..., ::4, ::4], feats, atol=1e-5, rtol=1e-4)
 
 
 def test_atrous_timm_shortcut_average_leaves_padding_out():
