@@ -28,29 +28,21 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import timm
 import torch
 from bench_common import dense_table_header, scoring_world
 
-import teachers.dense as dense
 from pipelines.bench.mission import demo_spec
 from pipelines.data.atomic import save_json, save_torch
 from pipelines.world.pretrain import EMBEDDED_TEACHER_CFG, CLIPPretrainer
+from pipelines.world.pretrain_run import load_starting_weights
 from pipelines.world.spec import WORLD_VERSION
-from pipelines.world.teacher import SHIPPED_PT, TEACHER_JSON, TEACHER_PT, load_shipped_teacher, load_teacher_dir
+from pipelines.world.teacher import TEACHER_JSON, TEACHER_PT, load_shipped_teacher, load_teacher_dir
 from pipelines.world.zeroshot import crop_record, dense_quality
+from teachers.dense import dilated_timm_trunk
 
 
 def probe_cfg(pool: str) -> dict:
     return {**EMBEDDED_TEACHER_CFG, "vision_cfg": {**EMBEDDED_TEACHER_CFG["vision_cfg"], "timm_pool": pool}}
-
-
-def dilated_trunk(trunk: torch.nn.Module, stride: int, pool: str) -> torch.nn.Module:
-    """``trunk`` rebuilt by timm at ``stride`` with the same weights and ``pool`` as its global pool (trainable)."""
-    twin = timm.create_model("resnet10t", pretrained=False, num_classes=0, output_stride=stride, global_pool=pool)
-    twin.load_state_dict(trunk.state_dict())
-    dense._exclude_pad_in_same_pools(twin)
-    return twin
 
 
 def fine_tune(out: Path, pool: str, stride: int, steps: int, lr: float, seed: int = 0) -> None:
@@ -58,9 +50,8 @@ def fine_tune(out: Path, pool: str, stride: int, steps: int, lr: float, seed: in
     L.seed_everything(seed, verbose=False)
     module = CLIPPretrainer(model_name=name, model_cfg=probe_cfg(pool), lr=lr, batch_size=128, num_samples=steps * 128,
                             seed=seed + 7, warmup_steps=min(50, steps // 10), curriculum_steps=0, p_crop=0.5)
-    shipped = torch.load(SHIPPED_PT, map_location="cpu", weights_only=True)
-    module.model.load_state_dict({k: v.float() for k, v in shipped.items()})
-    module.model.visual.trunk = dilated_trunk(module.model.visual.trunk, stride, pool)
+    load_starting_weights(module.model, "shipped")
+    module.model.visual.trunk = dilated_timm_trunk(module.model.visual.trunk, stride)
     trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, enable_model_summary=False,
                         log_every_n_steps=10)
     start = time.time()
@@ -109,7 +100,7 @@ def main() -> None:
     plain, probe = load_teacher_dir(out)[0], load_teacher_dir(out)[0]
     # crops go through the trunk at the stride it was trained at (the dense maps are read at --read-stride either way);
     # the demo's teacher passes run the tower as open_clip builds it (stride 32), so its crops are shown too
-    probe.model.visual.trunk = dilated_trunk(probe.model.visual.trunk, args.stride, args.pool).eval().requires_grad_(False)
+    probe.model.visual.trunk = dilated_timm_trunk(probe.model.visual.trunk, args.stride).eval().requires_grad_(False)
     rows = {"shipped": (load_shipped_teacher()[0], None), f"{args.pool} pool, stride {args.stride}, {args.steps} steps": (probe, plain)}
     print("train seconds:", json.loads((out / TEACHER_JSON).read_text())["train_seconds"])
     with tempfile.TemporaryDirectory() as tmp:

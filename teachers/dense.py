@@ -102,21 +102,30 @@ def _exclude_pad_in_same_pools(model: nn.Module) -> None:
             setattr(model.get_submodule(parent), child, _SameAvgPoolExcludingPad(module))
 
 
-def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
-    """The same timm trunk rebuilt with ``output_stride`` (dilated) and the same weights (cached)."""
+def dilated_timm_trunk(trunk: nn.Module, output_stride: int, strict: bool = True) -> nn.Module:
+    """A new module: the timm CNN ``trunk`` rebuilt by timm at ``output_stride`` (dilated), with its weights and its
+    global pool, its shortcut averages made to leave padding out. Trainable as it comes (``pretrain-teacher
+    --train-stride`` trains through one); a stride-32 rebuild is the trunk itself, as a copy."""
     import timm
 
+    arch = trunk.pretrained_cfg.get("architecture") if hasattr(trunk, "pretrained_cfg") else None
+    pool = getattr(getattr(trunk, "global_pool", None), "pool_type", "avg") or "avg"
+    try:
+        twin = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride, global_pool=pool)
+    except Exception as err:  # architectures without dilation support
+        raise NotImplementedError(f"timm model {arch!r} cannot be rebuilt with output_stride={output_stride}: {err}") from err
+    twin.load_state_dict(trunk.state_dict(), strict=strict)
+    _exclude_pad_in_same_pools(twin)
+    return twin
+
+
+def _atrous_trunk(trunk: nn.Module, output_stride: int) -> nn.Module:
+    """The same timm trunk rebuilt with ``output_stride`` (dilated) and the same weights, frozen (cached)."""
     p = next(trunk.parameters())
     key = (id(trunk), output_stride, p.device, p.dtype, p._version)
     twin = _ATROUS_TWINS.get(key)
     if twin is None:
-        arch = trunk.pretrained_cfg.get("architecture") if hasattr(trunk, "pretrained_cfg") else None
-        try:
-            twin = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride)
-        except Exception as err:  # architectures without dilation support
-            raise NotImplementedError(f"timm model {arch!r} cannot be rebuilt with output_stride={output_stride}: {err}") from err
-        twin.load_state_dict(trunk.state_dict(), strict=False)
-        _exclude_pad_in_same_pools(twin)
+        twin = dilated_timm_trunk(trunk, output_stride, strict=False)
         twin.to(device=p.device, dtype=p.dtype).eval().requires_grad_(False)
         _ATROUS_TWINS.clear()  # keep one twin: teachers are few and large
         _ATROUS_TWINS[key] = twin

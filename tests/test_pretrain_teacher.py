@@ -109,3 +109,54 @@ def test_shipped_teacher_meets_zero_shot_bar():
     assert tight[0] >= TIGHT_BAR[0] and tight[1] >= TIGHT_BAR[1], measured
     assert vild[0] >= VILD_BAR, measured
     assert context[0] >= 90.0 and context[1] >= 75.0, measured
+
+
+def test_training_starts_from_a_teacher_through_a_dilated_trunk_and_exports_the_plain_tower(tmp_path):
+    """``init_from`` + ``train_stride`` (the pooling probe's recipe, from the command line): the run starts from the
+    exported weights (a zero learning rate leaves every learned weight as it was), the pool sees the dilated trunk's
+    finer map during training, the export loads as open_clip builds the tower, and the record reproduces the run."""
+    from conftest import TEXT_CFG
+    from lightning.pytorch.callbacks import Callback
+
+    from pipelines.commands.teacher import main
+
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "timm_model_name": "resnet18", "timm_pool": "avg", "timm_proj": "linear"},
+           "text_cfg": TEXT_CFG}
+    base = pretrain_teacher(tmp_path / "base", steps=1, batch_size=16, eval_per_class=1, progress=False, num_workers=0, half=False,
+                            curriculum_steps=0, model_name="init-r18", model_cfg=cfg)
+    max_cfg = {**cfg, "vision_cfg": {**cfg["vision_cfg"], "timm_pool": "max"}}
+
+    class TrainingMap(Callback):
+        def on_train_start(self, trainer, module):
+            with torch.no_grad():
+                self.shape = tuple(module.model.visual.trunk.forward_features(torch.zeros(1, 3, 32, 32)).shape[-2:])
+            self.pool = module.model.visual.trunk.global_pool.pool_type
+
+    seen = TrainingMap()
+    out = pretrain_teacher(tmp_path / "tuned", steps=1, batch_size=16, lr=0.0, eval_per_class=1, progress=False, num_workers=0,
+                           half=False, model_name="init-r18-max", model_cfg=max_cfg, init_from=base, train_stride=8, callbacks=[seen])
+    assert (seen.shape, seen.pool) == ((4, 4), "max")  # stride 8 on 32 px; stride 32 would be 1 x 1
+    start, _ = load_teacher_dir(base)
+    tuned, meta = load_teacher_dir(out)
+    assert tuned.model.visual.trunk.global_pool.pool_type == "max"
+    assert tuned.model.visual.trunk.forward_features(torch.zeros(1, 3, 32, 32)).shape[-2:] == (1, 1)  # exported plain
+    learned = {k: v for k, v in start.model.state_dict().items() if "running_" not in k and "num_batches" not in k}
+    for k, v in learned.items():
+        assert torch.equal(tuned.model.state_dict()[k], v), k
+    assert meta["recipe"]["init_from"] == str(base) and meta["recipe"]["train_stride"] == 8
+    assert meta["recipe"]["curriculum_steps"] == 0  # a fine-tune has no single-object curriculum by default
+    assert f"--init-from {base} --train-stride 8" in meta["command"]
+    # a run without the new options records neither (earlier runs' recipes resume unchanged)
+    assert "init_from" not in load_teacher_dir(base)[1]["recipe"] and "train_stride" not in load_teacher_dir(base)[1]["recipe"]
+    # refused before anything is written: another architecture's weights, a missing teacher, a tower that cannot dilate
+    other = {**cfg, "embed_dim": 24}
+    with pytest.raises(ValueError, match="another architecture"):
+        pretrain_teacher(tmp_path / "other", steps=1, model_name="init-r18-24", model_cfg=other, init_from=base)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(SystemExit, match="no exported teacher weights"):
+        main(["--out", str(tmp_path / "missing"), "--steps", "1", "--model-name", "init-r18", "--model-cfg", str(tmp_path / "cfg.json"),
+              "--init-from", str(tmp_path / "nowhere")])
+    from conftest import TINY_VIT
+    with pytest.raises(ValueError, match="timm CNN image tower"):
+        pretrain_teacher(tmp_path / "vit", steps=1, model_name="init-vit", model_cfg=TINY_VIT, train_stride=8)
+    assert not any((tmp_path / d).exists() for d in ("other", "missing", "vit"))

@@ -27,10 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cfg", default=None,
                         help="another open_clip architecture, trained by the same recipe: a JSON file holding an open_clip "
                              "model config, or an exported teacher.json (its model_cfg)")
+    parser.add_argument("--init-from", default=None,
+                        help="start from an exported teacher's weights (a pretrain-teacher --out directory, or 'shipped') "
+                             "instead of random ones; no single-object curriculum then")
+    parser.add_argument("--train-stride", type=int, choices=(8, 16, 32), default=32,
+                        help="train a timm CNN tower through its trunk dilated to this output stride (a finer map under the "
+                             "pool); the exported tower is the plain one")
     args = parser.parse_args(argv)
     cfg = None if args.model_cfg is None else read_model_cfg(args.model_cfg)
-    out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every,
-                           p_crop=args.p_crop, model_name=args.model_name, model_cfg=cfg)
+    try:
+        out = pretrain_teacher(args.out, args.steps, args.batch_size, args.lr, args.seed, half=not args.fp32, ckpt_every=args.ckpt_every,
+                               p_crop=args.p_crop, model_name=args.model_name, model_cfg=cfg, init_from=args.init_from,
+                               train_stride=args.train_stride)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"ovdistill pretrain-teacher: {err}") from None
     teacher, meta = load_teacher_dir(out)
     for protocol, acc in meta["zero_shot_crop_accuracy"].items():
         if isinstance(acc, dict):

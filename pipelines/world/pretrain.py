@@ -11,9 +11,11 @@ import math
 import lightning as L
 import open_clip
 import torch
+from open_clip.timm_model import TimmModel
 
 from distill import rng_state
 from teachers import OpenCLIPTeacher
+from teachers.dense import dilated_timm_trunk
 from teachers.factory import register_model_cfg
 
 from ..data.loaders import train_loader, train_position
@@ -52,6 +54,7 @@ class CLIPPretrainer(L.LightningModule):
         curriculum_steps: int = 0,
         init_logit_scale: float = 1 / 0.07,
         p_crop: float = 0.0,
+        train_stride: int = 32,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -69,6 +72,13 @@ class CLIPPretrainer(L.LightningModule):
                 trunk.init_weights(zero_init_last=False)
             except TypeError:
                 pass
+        if train_stride != 32:
+            # trained through the dilated trunk (a finer map under the pool); the weights, and so the export, are the
+            # tower's own: the teacher is used as open_clip builds it, its dense map read at any stride
+            if not isinstance(self.model.visual, TimmModel):
+                raise ValueError(f"train_stride={train_stride} needs a timm CNN image tower; {model_name} has a "
+                                 f"{type(self.model.visual).__name__}")
+            self.model.visual.trunk = dilated_timm_trunk(self.model.visual.trunk, train_stride)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         # the model's own preprocessing statistics, as OpenCLIPTeacher will apply them at use time
         pp = open_clip.get_model_preprocess_cfg(self.model)

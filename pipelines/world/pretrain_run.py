@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 
 from pipelines.data.atomic import save_json, save_torch
+from teachers.dense import dilated_timm_trunk
 
 from .pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
 from .spec import WORLD_VERSION
-from .teacher import TEACHER_JSON, TEACHER_PT
+from .teacher import SHIPPED_PT, TEACHER_JSON, TEACHER_PT
 
 
 def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
@@ -38,6 +39,20 @@ def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
     save_json(recipe, path)
 
 
+def load_starting_weights(model: torch.nn.Module, init_from: str | Path) -> None:
+    """``model`` takes the weights of an exported teacher (``"shipped"``: the package's); a teacher of another
+    architecture is refused with the file named."""
+    pt = SHIPPED_PT if str(init_from) == "shipped" else Path(init_from) / TEACHER_PT
+    if not pt.is_file():
+        raise FileNotFoundError(f"--init-from {init_from}: no exported teacher weights at {pt} (a pretrain-teacher --out "
+                                "directory, or 'shipped')")
+    state = torch.load(pt, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as err:
+        raise ValueError(f"--init-from {init_from}: {pt} holds another architecture than the one to train ({err})") from None
+
+
 def pretrain_teacher(
     out: str | Path,
     steps: int = 2400,
@@ -54,13 +69,18 @@ def pretrain_teacher(
     p_crop: float = 0.5,
     model_name: str = EMBEDDED_TEACHER_NAME,
     model_cfg: dict | None = None,
+    init_from: str | Path | None = None,
+    train_stride: int = 32,
 ) -> Path:
     """Train (or resume) the embedded teacher into ``out`` and export it; returns ``out``.
 
     ``last.ckpt`` is written every ``ckpt_every`` steps and at the end; a killed run resumes from it and
     finishes with the weights of an uninterrupted one. ``model_name`` / ``model_cfg``: another open_clip architecture
     trained by the same recipe (default: the embedded teacher's, ``EMBEDDED_TEACHER_CFG``); the export records it, and
-    ``load_teacher_dir`` builds it from the record."""
+    ``load_teacher_dir`` builds it from the record. ``init_from``: start from an exported teacher's weights (a
+    ``pretrain-teacher`` output directory, or ``"shipped"``) instead of random ones; the curriculum then defaults to none.
+    ``train_stride``: train a timm CNN tower through its trunk dilated to 16 or 8 (a finer map under the pool); the
+    export is the tower as open_clip builds it (stride 32), and the record says how it was trained."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -69,18 +89,26 @@ def pretrain_teacher(
         raise ValueError(f"model_cfg differs from the embedded teacher's: give it its own model_name (not {model_name!r}), "
                          "so caches and records never mistake one architecture for the other")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_float32_matmul_precision("high")  # part of the recipe: TF32 on GPUs that have it
     L.seed_everything(seed, verbose=False)
-    curriculum = steps * 3 // 10 if curriculum_steps is None else curriculum_steps
+    curriculum = (0 if init_from is not None else steps * 3 // 10) if curriculum_steps is None else curriculum_steps
+    # built (and the starting weights checked) before anything is written: a refused run leaves no directory
     module = CLIPPretrainer(
         model_name=model_name, model_cfg=cfg, lr=lr, batch_size=batch_size, num_samples=(steps - curriculum) * batch_size,
         seed=seed, warmup_steps=min(100, max(1, steps // 10)), num_workers=num_workers, curriculum_steps=curriculum,
-        p_crop=p_crop,
+        p_crop=p_crop, train_stride=train_stride,
     )
+    if init_from is not None:
+        load_starting_weights(module.model, init_from)
+    out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "curriculum_steps": curriculum, "p_crop": p_crop}
+    # recorded only when used, so that runs started before they existed resume with the recipe they recorded
+    if init_from is not None:
+        recipe["init_from"] = str(init_from)
+    if train_stride != 32:
+        recipe["train_stride"] = train_stride
     check_resume_recipe(out, recipe, last.is_file())
     trainer = L.Trainer(
         max_steps=steps,
@@ -102,6 +130,8 @@ def pretrain_teacher(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         trainer.fit(module, ckpt_path=str(last) if last.is_file() else None)
     train_s = time.time() - start
+    if train_stride != 32:  # the teacher is used (and so measured) as open_clip builds the tower
+        module.model.visual.trunk = dilated_timm_trunk(module.model.visual.trunk, 32)
     crops = module.zero_shot(eval_per_class)
     state = module.model.state_dict()
     if half:  # halves the shipped file; OpenCLIPTeacher loads it back into fp32 parameters
