@@ -64,17 +64,18 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def demo_setting(seed: int, folder: str, layouts: tuple[str, ...] = ("timm",), precision: str = "auto"):
-    """The demo's world (cached like the demo's), the shipped teacher at the demo's inference ``precision`` and its
-    fp32 trunk as student weights, one file per layout under the cache's ``folder``: ``(world, teacher, {layout: path})``."""
+def demo_setting(seed: int, folder: str, layouts: tuple[str, ...] = ("timm",), precision: str = "auto", teacher_dir: str | None = None):
+    """The demo's world (cached like the demo's), the shipped teacher (or the exported one in ``teacher_dir``) at the
+    demo's inference ``precision`` and its fp32 trunk as student weights, one file per layout under the cache's
+    ``folder``: ``(world, teacher, {layout: path})``."""
     from pipelines.bench.mission import default_cache_dir, demo_spec
     from pipelines.bench.teacher_precision import teacher_precision
     from pipelines.world import write_world
-    from pipelines.world.teacher import load_shipped_teacher, save_trunk_weights
+    from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir, save_trunk_weights
 
     spec = demo_spec(False, seed)
     world = write_world(spec, default_cache_dir() / f"world-{spec.fingerprint()}", progress=False)
-    teacher, _ = load_shipped_teacher()
+    teacher, _ = load_teacher_dir(teacher_dir) if teacher_dir else load_shipped_teacher()
     tmp = default_cache_dir() / folder
     trunk = {k: str(save_trunk_weights(teacher, tmp / f"trunk_{k}.pt", k)) for k in layouts}
     return world, teacher.at_precision(teacher_precision(precision)[0]), trunk

@@ -53,7 +53,7 @@ from pipelines.bench.segmentation import (
     world_method_data,
     world_student,
 )
-from pipelines.bench.trainer import bench_trainer
+from pipelines.bench.trainer import bench_trainer, score
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import save_proposals
 from pipelines.data.seg_datamodule import WorldSegDataModule
@@ -61,9 +61,7 @@ from pipelines.offline.proposals import compute_proposals
 
 
 def _judge(module, dm) -> dict:
-    # the bench trainer skips validation while fitting (as the demo does); the choice is made here, on val
-    judge = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return judge.validate(module, dm, verbose=False)[0]
+    return score(module, dm, "val")
 
 
 def _validate(module, dm, steps):
@@ -99,9 +97,10 @@ def main() -> None:
                         help="leave questions out: seg (MaskCLIP+), dense (dense distillation), det (every other detection "
                              "question), schedule (the learning-rate schedule), pamr (the MaskCLIP + PAMR row), background "
                              "(training-free MaskCLIP with SCLIP's background threshold)")
+    parser.add_argument("--teacher", default=None, help="a pretrain-teacher --out directory to ask the questions with (default: shipped)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    world, teacher, trunk = demo_setting(args.seed, "choose-on-val", ("smp", "timm"))
+    world, teacher, trunk = demo_setting(args.seed, "choose-on-val", ("smp", "timm"), teacher_dir=args.teacher)
     smp_w, timm_w = trunk["smp"], trunk["timm"]
     out = []
 
@@ -144,7 +143,7 @@ def _choose_seg(teacher, world, smp_w: str, args) -> str:
         for seed in args.seg_seeds:
             L.seed_everything(seed, verbose=False)
             module = MaskCLIPPlus(teacher, world_student(teacher.embed_dim, seed, encoder_weights=smp_w), lr=1e-3, encoder_lr=1e-4,
-                                  teacher_size=(96, 96), teacher_stride=8, self_train_after=after)
+                                  self_train_after=after, **WORLD_TEACHER_MAP)
             runs.append(_seg_val(_seg_fit(module, seg_dm, args.seg_steps), seg_dm))
         rows.append([after, *_mean(runs), min(r[1] for r in runs)])
     return _table(f"MaskCLIP+ self_train_after ({args.seg_steps} steps, val split, mean of seeds {args.seg_seeds})",
@@ -285,18 +284,17 @@ def _choose_schedule(teacher, world, smp_w: str, timm_w: str, args) -> list[str]
 
 def _choose_pamr(teacher, world) -> str:
     seg_dm = WorldSegDataModule(str(world), batch_size=16)
-    judge = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
 
-    def score(size: int, stride: int, refine: bool, steps: int) -> list:
+    def measure(size: int, stride: int, refine: bool, steps: int) -> list:
         module = MaskCLIP(teacher, teacher_size=(size, size), teacher_stride=stride, pamr_steps=steps,
                           **({"smooth": True, "denoise": 0.5} if refine else {}))
-        r = judge.validate(module, seg_dm, verbose=False)[0]
+        r = _judge(module, seg_dm)
         return [f"{size} / {stride}", "yes" if refine else "no", steps, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]]
 
-    rows = [score(96, 8, False, 0)]  # the demo's MaskCLIP row, for reference
-    grid = {(size, stride, refine): score(size, stride, refine, 10) for size, stride in ((96, 8), (160, 16)) for refine in (False, True)}
+    rows = [measure(*WORLD_TEACHER_MAP["teacher_size"][:1], WORLD_TEACHER_MAP["teacher_stride"], False, 0)]  # the demo's MaskCLIP row
+    grid = {(size, stride, refine): measure(size, stride, refine, 10) for size, stride in ((96, 8), (160, 16)) for refine in (False, True)}
     best = max(grid, key=lambda k: grid[k][4])
-    rows += [*grid.values(), score(*best, 20)]
+    rows += [*grid.values(), measure(*best, 20)]
     return _table("MaskCLIP + PAMR (training-free; val split; rule: best unseen mIoU at 10 steps)",
                   ["input px / output stride", "key smoothing + prompt denoising", "PAMR steps", "seen", "unseen", "hIoU"], rows, 3)
 

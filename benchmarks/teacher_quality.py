@@ -17,21 +17,23 @@ from pathlib import Path
 import torch
 
 from pipelines.bench.mission import demo_spec
-from pipelines.bench.segmentation import PAMR_SIZE, PAMR_STEPS, PAMR_STRIDE
+from pipelines.bench.segmentation import PAMR_REFINE, PAMR_SIZE, PAMR_STEPS, PAMR_STRIDE, WORLD_TEACHER_MAP
 from pipelines.world import write_world
 from pipelines.world.teacher import load_shipped_teacher, load_teacher_dir
 from pipelines.world.zeroshot import crop_record, dense_quality
 
 
 def quality(teacher, classes, world: Path, split: str, crop_seed: int, mode: str = "maskclip") -> dict:
-    """``mode``: the dense path (``teacher.dense_modes()``). A CNN's map is read at output stride 8 (PAMR's at its own
-    stride); a ViT's has only its patch stride, at the same input sizes."""
+    """``mode``: the dense path (``teacher.dense_modes()``). A CNN's map is read as the demo's MaskCLIP row reads it
+    (``WORLD_TEACHER_MAP``: 128 px, output stride 8; PAMR's at its own size and stride); a ViT's has only its patch
+    stride, at the same input sizes."""
     tight, _, vild = crop_record(teacher, classes, 40, crop_seed).values()  # in CROP_PROTOCOLS order
     per_class = tight["per_class"]
     cnn = teacher.fixed_dense_stride() is None
-    dense = dense_quality(teacher, world, split, size=(96, 96), mode=mode, output_stride=8 if cnn else None)
+    dense = dense_quality(teacher, world, split, size=WORLD_TEACHER_MAP["teacher_size"], mode=mode,
+                          output_stride=WORLD_TEACHER_MAP["teacher_stride"] if cnn else None)
     refined = dense_quality(teacher, world, split, size=(PAMR_SIZE, PAMR_SIZE), mode=mode, output_stride=PAMR_STRIDE if cnn else None,
-                            pamr_steps=PAMR_STEPS)
+                            pamr_steps=PAMR_STEPS, **PAMR_REFINE)
     return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")},
             **{k: dense[k] for k in ("background_near_error", "background_far_error", "background_near_share")},
@@ -59,8 +61,9 @@ def main() -> None:
     stride = teacher.fixed_dense_stride()
     print(f"teacher: {args.teacher or 'shipped'}; crops seed {args.crop_seed}; dense ({args.dense_mode}) on world {args.split}"
           + (f"; a ViT: every map at its patch stride {stride}" if stride else ""))
-    print("| tight 1.0x crops (mean / worst class) | ViLD 1x + 1.5x | MaskCLIP dense mIoU seen / unseen / hIoU "
-          f"| MaskCLIP + PAMR ({PAMR_SIZE} px, stride {stride or PAMR_STRIDE}, {PAMR_STEPS} steps) seen / unseen / hIoU |")
+    size, dense_stride = WORLD_TEACHER_MAP["teacher_size"][0], stride or WORLD_TEACHER_MAP["teacher_stride"]
+    print(f"| tight 1.0x crops (mean / worst class) | ViLD 1x + 1.5x | MaskCLIP dense ({size} px, stride {dense_stride}) mIoU seen / unseen / hIoU "
+          f"| MaskCLIP + PAMR ({PAMR_SIZE} px, stride {stride or PAMR_STRIDE}, {PAMR_REFINE}, {PAMR_STEPS} steps) seen / unseen / hIoU |")
     print("|---|---|---|---|")
     print(f"| {q['tight']:.1f} / {q['tight_worst']:.1f} | {q['vild_1x_1.5x']:.1f} | "
           f"{q['dense_mIoU_seen']:.1f} / {q['dense_mIoU_unseen']:.1f} / {q['dense_hIoU']:.1f} | "

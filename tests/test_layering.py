@@ -83,7 +83,16 @@ def test_no_file_over_300_lines(top):
 
 
 def test_settings_are_chosen_on_val_never_on_test():
-    """The bench that picks the demo's settings validates; the test split is the demo's, reported once."""
-    tree = ast.parse((ROOT / "benchmarks" / "choose_on_val.py").read_text())
-    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
-    assert "validate" in calls and "test" not in calls
+    """The benches that pick the demo's settings (and its teacher) score val; the test split is the demo's, reported
+    once. Every scoring call they make names the val split: ``score(..., "val")`` or a bench run with ``split="val"``."""
+    for name in ("choose_on_val.py", "teacher_choice.py"):
+        tree = ast.parse((ROOT / "benchmarks" / name).read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        attrs = {n.func.attr for n in calls if isinstance(n.func, ast.Attribute)}
+        assert "test" not in attrs, name
+        named = {n.func.id: n for n in calls if isinstance(n.func, ast.Name)}
+        scoring = [n for n in calls if isinstance(n.func, ast.Name) and n.func.id in ("score", "run_seg_methods", "run_det_methods")]
+        assert scoring, (name, sorted(named))
+        for call in scoring:
+            split = [k.value for k in call.keywords if k.arg == "split"] or call.args[2:3]
+            assert [getattr(v, "value", None) for v in split] == ["val"], (name, call.func.id, call.lineno)

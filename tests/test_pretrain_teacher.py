@@ -1,6 +1,7 @@
 """Embedded-teacher pre-training: export round trip, resumption, and the shipped teacher's quality bar."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -145,7 +146,12 @@ def test_training_starts_from_a_teacher_through_a_dilated_trunk_and_exports_the_
         assert torch.equal(tuned.model.state_dict()[k], v), k
     assert meta["recipe"]["init_from"] == str(base) and meta["recipe"]["train_stride"] == 8
     assert meta["recipe"]["curriculum_steps"] == 0  # a fine-tune has no single-object curriculum by default
-    assert f"--init-from {base} --train-stride 8" in meta["command"]
+    # the command names the start START; the record says which weights (SHA-256 of the file) and how they were made
+    assert "--init-from START --train-stride 8" in meta["command"]
+    start_meta = json.loads((base / "teacher.json").read_text())
+    assert meta["starting_teacher"] == {"sha256": hashlib.sha256((base / "teacher.pt").read_bytes()).hexdigest(),
+                                        "command": start_meta["command"], "recipe": start_meta["recipe"]}
+    assert "starting_teacher" not in start_meta
     # a run without the new options records neither (earlier runs' recipes resume unchanged)
     assert "init_from" not in load_teacher_dir(base)[1]["recipe"] and "train_stride" not in load_teacher_dir(base)[1]["recipe"]
     # refused before anything is written: another architecture's weights, a missing teacher, a tower that cannot dilate

@@ -105,6 +105,6 @@ def test_teacher_quality_reads_a_vit_map_at_its_patch_stride(vit_teacher, rn_tea
     classes = load_spec(tiny_world).classes
     got = {mode: bench.quality(vit_teacher, classes, tiny_world, SPLIT, 0, mode=mode) for mode in ("maskclip", "value_only")}
     for mode, q in got.items():
-        want = dense_quality(vit_teacher, tiny_world, SPLIT, size=(96, 96), mode=mode)
+        want = dense_quality(vit_teacher, tiny_world, SPLIT, size=bench.WORLD_TEACHER_MAP["teacher_size"], mode=mode)
         assert [q[f"dense_{k}"] for k in ("mIoU_seen", "mIoU_unseen")] == pytest.approx([float(want[k]) for k in ("mIoU_seen", "mIoU_unseen")])
     assert got["maskclip"]["dense_hIoU"] != got["value_only"]["dense_hIoU"]  # the mode reaches the map

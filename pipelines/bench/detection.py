@@ -22,7 +22,7 @@ from distill.det_modules import (
     ViLD,
 )
 from pipelines.bench.fit_side_by_side import FitJob, fit_side_by_side
-from pipelines.bench.trainer import bench_trainer, result_row
+from pipelines.bench.trainer import bench_trainer, result_row, score
 from pipelines.data.det_datamodule import WorldDetDataModule
 from pipelines.data.proposals_file import load_proposals, save_proposals
 from pipelines.offline.proposals import compute_proposals
@@ -51,8 +51,8 @@ def world_detector(embed_dim: int, seed: int, weights: str | None = None, image_
     )
 
 
-def _row(name: str, result: dict) -> dict:
-    return result_row(name, result, DET_COLUMNS)
+def _row(name: str, result: dict, split: str = "test") -> dict:
+    return result_row(name, result, DET_COLUMNS, split)
 
 
 def run_det_methods(
@@ -60,9 +60,10 @@ def run_det_methods(
     weights: str | None = None, lr: float = DET_LR, image_weight: float = 0.1, ensemble_image_weight: float = 0.25, image_regions: int = 32,
     pseudo_threshold: float = 0.3, pseudo_gold_iou: float = 0.5, pseudo_refine: bool = True, prompts: str | None = None,
     log_dir: str | Path | None = None,
-    workers: int = 1, lr_schedule: str = DET_LR_SCHEDULE,
+    workers: int = 1, lr_schedule: str = DET_LR_SCHEDULE, split: str = "test",
 ) -> tuple[list[dict], dict]:
-    """Rows for the detection table and the trained modules; proposals / pseudo labels are written to ``out``.
+    """Rows for the detection table (scored on ``split``: ``val`` when a benchmark chooses a setting) and the trained
+    modules; proposals / pseudo labels are written to ``out``.
 
     ``image_weight`` / ``ensemble_image_weight``: the ViLD-image loss weight of the single-head ViLD and of ViLD-ensemble's
     image head, chosen on the val split. ``pseudo_threshold`` / ``pseudo_gold_iou`` are the pseudo-box labeller's settings chosen on the val split
@@ -94,8 +95,8 @@ def run_det_methods(
         trained = fit_side_by_side(jobs, steps, seed, workers, log_dir, progress, report)
         for j in jobs:
             start = time.perf_counter()
-            rows.append(_row(j.name, bench_trainer(steps, progress, log_dir, j.log_name).test(trained[j.name], j.data, verbose=False)[0]))
-            report(f"{j.name}, test: {time.perf_counter() - start:.0f}s")
+            rows.append(_row(j.name, score(trained[j.name], j.data, split, bench_trainer(steps, progress, log_dir, j.log_name)), split))
+            report(f"{j.name}, {split}: {time.perf_counter() - start:.0f}s")
         modules.update(trained)
         return trained
 
@@ -116,7 +117,7 @@ def run_det_methods(
 
         baseline = TeacherOnProposals(teacher, proposer, prompts=prompts)
         rows.insert(0, _row("teacher on proposals (CLIP-on-crops)",
-                            timed("teacher on proposals, test", lambda: bench_trainer(1, progress).test(baseline, dm, verbose=False))[0]))
+                            timed(f"teacher on proposals, {split}", lambda: score(baseline, dm, split, bench_trainer(1, progress))), split))
         modules["teacher on proposals"] = baseline
 
         train_set = dm.dataset("train")

@@ -20,6 +20,18 @@ def bench_trainer(steps: int, progress: bool, log_dir: str | Path | None = None,
     )
 
 
-def result_row(name: str, result: dict, columns: list[str]) -> dict:
-    """A table row: the method name and ``test/<column>`` of each metric column."""
-    return {"method": name, **{k: result[f"test/{k}"] for k in columns[1:]}}
+def score(module, data, split: str = "test", trainer: L.Trainer | None = None) -> dict:
+    """``module``'s metrics on ``split`` of ``data``: ``test`` through ``trainer`` (default: a one-step bench trainer
+    without progress bar; its logger records them), ``val`` through a plain trainer (the bench trainer skips validation
+    while fitting, as the demo does, so settings are chosen on val with this one)."""
+    if split == "test":
+        return (trainer or bench_trainer(1, False)).test(module, data, verbose=False)[0]
+    if split != "val":
+        raise ValueError(f"split {split!r}: expected 'val' or 'test'")
+    judge = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return judge.validate(module, data, verbose=False)[0]
+
+
+def result_row(name: str, result: dict, columns: list[str], split: str = "test") -> dict:
+    """A table row: the method name and ``<split>/<column>`` of each metric column."""
+    return {"method": name, **{k: result[f"{split}/{k}"] for k in columns[1:]}}

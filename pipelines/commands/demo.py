@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     # the teacher's trunk initialises the students (the world's stand-in for ImageNet / CLIP weights): in fp32, whatever
     # precision the teacher's own passes then run in
     trunk = {layout: save_trunk_weights(teacher, out / "init" / f"trunk_{layout}.pt", layout) for layout in ("smp", "timm")}
+    from teachers.factory import weights_fingerprint
+
+    weights = weights_fingerprint(teacher)  # a release that ships other weights under the same name retrains
     precision, why = teacher_precision(args.teacher_precision)
     teacher = teacher.at_precision(precision)
     print(f"[teacher] inference in {precision} ({why})")
@@ -107,19 +110,21 @@ def main(argv: list[str] | None = None) -> int:
         suffix = ", learned prompts"
     elif args.prompts != "templates":
         prompts, suffix = Path(args.prompts).expanduser().resolve(), f", prompts {Path(args.prompts).name}"
-    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick, "prompts": args.prompts,
+    base = {"world": spec.fingerprint(), "teacher": teacher.name, "teacher_weights": weights, "seed": args.seed, "quick": args.quick,
+            "prompts": args.prompts,
             "workers": args.workers, "threads": torch.get_num_threads(), "teacher_precision": precision}  # these change the floats
     overlays = []
     if "seg" not in args.skip:
         from pipelines.bench.segmentation import (
             SEG_COLUMNS,
             SEG_METHODS,
+            WORLD_TEACHER_MAP,
             run_seg_methods,
             world_student,
         )
 
         seg_steps = 8 if args.quick else args.seg_steps
-        settings = {**base, "steps": seg_steps, "chosen": chosen_settings(run_seg_methods, world_student),
+        settings = {**base, "steps": seg_steps, "chosen": chosen_settings(run_seg_methods, world_student), "teacher_map": WORLD_TEACHER_MAP,
                     "methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS]}
         seg_rows = finished_section(out, "segmentation", settings)
         if seg_rows is not None:

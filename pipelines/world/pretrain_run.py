@@ -6,6 +6,7 @@ is written atomically, the JSON last, so a directory with ``teacher.json`` alway
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -18,7 +19,7 @@ from teachers.dense import dilated_timm_trunk
 
 from .pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
 from .spec import WORLD_VERSION
-from .teacher import SHIPPED_PT, TEACHER_JSON, TEACHER_PT
+from .teacher import SHIPPED_JSON, SHIPPED_PT, TEACHER_JSON, TEACHER_PT
 
 
 def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
@@ -39,10 +40,26 @@ def check_resume_recipe(out: Path, recipe: dict, resuming: bool) -> None:
     save_json(recipe, path)
 
 
+def _starting_files(init_from: str | Path) -> tuple[Path, Path]:
+    return (SHIPPED_PT, SHIPPED_JSON) if str(init_from) == "shipped" else (Path(init_from) / TEACHER_PT, Path(init_from) / TEACHER_JSON)
+
+
+def starting_teacher_record(init_from: str | Path) -> dict:
+    """What a fine-tuned teacher started from, for its record: the starting weights' SHA-256 and the starting
+    teacher's own command and recipe (and, nested, what that one started from). ``"shipped"`` names whatever the
+    package ships today, so the record, not the name, says which weights they were."""
+    pt, meta_path = _starting_files(init_from)
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    record = {"sha256": hashlib.sha256(pt.read_bytes()).hexdigest(), "command": meta.get("command"), "recipe": meta.get("recipe")}
+    if "starting_teacher" in meta:
+        record["starting_teacher"] = meta["starting_teacher"]
+    return record
+
+
 def load_starting_weights(model: torch.nn.Module, init_from: str | Path) -> None:
     """``model`` takes the weights of an exported teacher (``"shipped"``: the package's); a teacher of another
     architecture is refused with the file named."""
-    pt = SHIPPED_PT if str(init_from) == "shipped" else Path(init_from) / TEACHER_PT
+    pt = _starting_files(init_from)[0]
     if not pt.is_file():
         raise FileNotFoundError(f"--init-from {init_from}: no exported teacher weights at {pt} (a pretrain-teacher --out "
                                 "directory, or 'shipped')")
@@ -100,6 +117,7 @@ def pretrain_teacher(
     )
     if init_from is not None:
         load_starting_weights(module.model, init_from)
+        starting = starting_teacher_record(init_from)  # before training: a later export to the same place cannot change it
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -139,19 +157,21 @@ def pretrain_teacher(
     save_torch(state, out / TEACHER_PT)
     # another architecture is named, and its config read back from this very file (``--model-cfg`` takes a teacher.json)
     architecture = "" if cfg == EMBEDDED_TEACHER_CFG else f"--model-name {model_name} --model-cfg THIS_FILE "
+    # the starting teacher is START: its record (below) says which weights and how to make them
+    placeholders = {"init_from": "START"}
     command = f"ovdistill pretrain-teacher --out OUT {architecture}" + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in recipe.items() if k != "curriculum_steps"
+        f"--{k.replace('_', '-')} {placeholders.get(k, v)}" for k, v in recipe.items() if k != "curriculum_steps"
     )
-    save_json(
-        {
-            "model_name": model_name,
-            "model_cfg": cfg,
-            "world_version": WORLD_VERSION,
-            "recipe": recipe,
-            "command": command,
-            "train_seconds": round(train_s, 1),
-            "zero_shot_crop_accuracy": {"per_class_crops": eval_per_class, "crop_seed": 0, **crops},
-        },
-        out / TEACHER_JSON,
-    )
+    record = {
+        "model_name": model_name,
+        "model_cfg": cfg,
+        "world_version": WORLD_VERSION,
+        "recipe": recipe,
+        "command": command,
+        "train_seconds": round(train_s, 1),
+        "zero_shot_crop_accuracy": {"per_class_crops": eval_per_class, "crop_seed": 0, **crops},
+    }
+    if init_from is not None:
+        record["starting_teacher"] = starting
+    save_json(record, out / TEACHER_JSON)
     return out

@@ -1,0 +1,129 @@
+"""Which embedded teacher the demo ships, and which of its maps the MaskCLIP row and MaskCLIP+ read: chosen on **val**.
+
+    python benchmarks/teacher_choice.py --teachers shipped runs/tuned [--seeds 0 1 2] [--maps 96 128] [--skip seg det]
+
+Each teacher (``shipped`` or a ``pretrain-teacher --out`` directory) runs the demo's whole mission at the demo's
+settings (world seed 0, steps, batch sizes, teacher precision; the students start from that teacher's trunk and learn
+from its maps and crops) and is scored on the **val** split, at each training seed. Segmentation: the training-free
+MaskCLIP row and MaskCLIP+'s pseudo labels read the teacher's map of the 96 px scenes at each input size of ``--maps``
+(output stride 8; the first is the full table, the others add those two rows); dense distillation keeps its own map.
+Finished (teacher, seed, map) parts are kept as JSON under ``--out`` and reused, so an interrupted run goes on.
+
+Prints, per teacher and map, the mean val rows over the seeds and, per bar of the embedded-teacher issue (its targets
+read on val, plus the teacher's own dense target, MaskCLIP unseen >= 25), how many seeds meet it. The rule: the
+teacher and map meeting the most bars over the seeds, ties broken by MaskCLIP's mean unseen mIoU. Nothing is scored
+on test here; the demo then reports the choice on test once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import warnings
+from pathlib import Path
+
+from bench_common import demo_setting, table
+from seed_spread import DET_BATCH, DET_STEPS, SEG_STEPS, det_bars, row, seg_bars
+
+MASKCLIP_TARGET = 25.0  # the issue's target for the teacher's raw dense map, unseen mIoU
+
+
+def seg_part(teacher, world, trunk, seed: int, size: int, full: bool) -> list[dict]:
+    from pipelines.bench.segmentation import PAMR_STEPS, SEG_METHODS, run_seg_methods
+
+    methods = SEG_METHODS if full else tuple(m for m in SEG_METHODS if m[0].startswith("MaskCLIP+"))
+    rows, _ = run_seg_methods(teacher, world, steps=SEG_STEPS, seed=seed, encoder_weights=trunk, progress=False, split="val",
+                              teacher_map={"teacher_size": (size, size), "teacher_stride": 8}, methods=methods,
+                              pamr_steps=PAMR_STEPS if full else 0)
+    return rows
+
+
+def det_part(teacher, world, trunk, seed: int, out: Path) -> list[dict]:
+    from pipelines.bench.detection import run_det_methods
+
+    rows, _ = run_det_methods(teacher, world, out, steps=DET_STEPS, seed=seed, weights=trunk, batch_size=DET_BATCH,
+                              progress=False, split="val")
+    return rows
+
+
+def cached(path: Path, compute, *args, **kwargs) -> list[dict]:
+    """``compute(*args, **kwargs)``'s rows, or those an earlier run stored at ``path``."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    rows = compute(*args, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(path)
+    return rows
+
+
+def all_bars(seg: list[dict] | None, det: list[dict] | None) -> dict[str, tuple[float, bool]]:
+    bars = {}
+    if seg is not None:
+        unseen = row(seg, "MaskCLIP (teacher")["mIoU_unseen"]
+        bars[f"MaskCLIP unseen >= {MASKCLIP_TARGET:.0f}"] = (unseen, unseen >= MASKCLIP_TARGET)
+        bars.update(seg_bars(seg))
+    if det is not None:
+        bars.update(det_bars(det))
+    return bars
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teachers", nargs="+", default=["shipped"], help="'shipped' or pretrain-teacher --out directories")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--maps", type=int, nargs="+", default=[96, 128], help="input px of the MaskCLIP / MaskCLIP+ map (stride 8)")
+    parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[])
+    parser.add_argument("--out", default="runs/teacher-choice", help="finished parts (JSON) and detection proposals")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    out = Path(args.out)
+    summary = []
+    for name in args.teachers:
+        tag = "shipped" if name == "shipped" else Path(name).name
+        world, teacher, trunk = demo_setting(0, f"teacher-choice-{tag}", ("smp", "timm"), teacher_dir=None if name == "shipped" else name)
+        per_map = {size: [] for size in args.maps}
+        for seed in args.seeds:
+            det = None
+            if "det" not in args.skip:
+                det = cached(out / tag / f"det-seed{seed}.json", det_part, teacher, world, trunk["timm"], seed, out / tag / f"det-seed{seed}")
+                print(f"[{tag}] seed {seed} detection: " + "; ".join(
+                    f"{r['method']} {r['AP50_base']:.1f} / {r['AP50_novel']:.1f}" for r in det), flush=True)
+            full = None
+            for k, size in enumerate(args.maps):
+                seg = None
+                if "seg" not in args.skip:
+                    seg = cached(out / tag / f"seg-seed{seed}-{size}.json", seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
+                    if k == 0:
+                        full = seg
+                    else:  # LSeg and dense distillation do not read this map: the first map's rows
+                        seg = [r for r in full if not r["method"].startswith(("MaskCLIP (", "MaskCLIP+"))] + seg
+                    print(f"[{tag}] seed {seed} segmentation at {size} px: " + "; ".join(
+                        f"{r['method']} {r['mIoU_seen']:.1f} / {r['mIoU_unseen']:.1f}" for r in seg), flush=True)
+                per_map[size].append((seg, det))
+        for size, runs in per_map.items():
+            bars = [all_bars(seg, det) for seg, det in runs]
+            met = sum(ok for b in bars for _, ok in b.values())
+            lines = [[bar, *(f"{b[bar][0]:.1f}{'' if b[bar][1] else ' (missed)'}" for b in bars), f"{sum(b[bar][1] for b in bars)} of {len(bars)}"]
+                     for bar in bars[0]]
+            print(f"\n{tag}, MaskCLIP / MaskCLIP+ map {size} px / 8 (val): bars met {met} of {sum(len(b) for b in bars)}\n")
+            print(table(["bar (val)", *(f"seed {s}" for s in args.seeds), "seeds met"], lines))
+            means = []
+            for section, cols in ((0, ("mIoU_seen", "mIoU_unseen", "hIoU")), (1, ("AP50_base", "AP50_novel"))):
+                if runs[0][section] is None:
+                    continue
+                for r in runs[0][section]:
+                    values = [[next(x for x in run[section] if x["method"] == r["method"])[c] for run in runs] for c in cols]
+                    means.append([r["method"], " / ".join(f"{statistics.mean(v):.1f}" for v in values)])
+            print()
+            print(table(["method", "val mean over seeds (seen / unseen (hIoU) or AP50 base / novel)"], means))
+            unseen = statistics.mean(row(run[0], "MaskCLIP (teacher")["mIoU_unseen"] for run in runs) if runs[0][0] else 0.0
+            summary.append((met, unseen, tag, size))
+    best = max(summary)
+    print("\n" + table(["teacher", "map", "bars met", "MaskCLIP unseen (mean)"], [[t, f"{s} px", m, f"{u:.1f}"] for m, u, t, s in summary]))
+    print(f"\nchosen (most bars, then MaskCLIP unseen): {best[2]} at {best[3]} px")
+
+
+if __name__ == "__main__":
+    main()
