@@ -178,6 +178,13 @@ MUTATIONS = [
     ("predict names each PNG after another image of its batch", "pipelines/offline/prediction_writer.py",
      'zip(batch["index"].tolist(), prediction, strict=True)', 'zip(batch["index"].tolist()[::-1], prediction, strict=True)',
      "tests/test_predict_writer.py"),
+    ("bench split: the benches score test whatever split they are asked", "pipelines/bench/trainer.py",
+     '    if split == "test":', '    if split in ("test", "val"):', "tests/test_bench_split.py"),
+    ("bench split: MaskCLIP+ trains on the demo map's teacher cache whatever map it is given", "pipelines/bench/segmentation.py",
+     "world_method_data(teacher, world, cls, {**teacher_args, **extra}, batch_size, progress)",
+     "world_method_data(teacher, world, cls, extra, batch_size, progress)", "tests/test_bench_split.py"),
+    ("starting teacher record hashes nothing", "pipelines/world/pretrain_run.py",
+     "hashlib.sha256(pt.read_bytes()).hexdigest()", 'hashlib.sha256(b"").hexdigest()', "tests/test_pretrain_teacher.py -k dilated"),
     ("predict ignores --predictions.split (always the test split)", "pipelines/offline/prediction_writer.py",
      "trainer.datamodule.predict_split = self.split", 'trainer.datamodule.predict_split = "test"', "tests/test_predict_writer.py"),
 ]

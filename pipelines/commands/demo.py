@@ -84,9 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     # the teacher's trunk initialises the students (the world's stand-in for ImageNet / CLIP weights): in fp32, whatever
     # precision the teacher's own passes then run in
     trunk = {layout: save_trunk_weights(teacher, out / "init" / f"trunk_{layout}.pt", layout) for layout in ("smp", "timm")}
-    from teachers.factory import weights_fingerprint
-
-    weights = weights_fingerprint(teacher)  # a release that ships other weights under the same name retrains
     precision, why = teacher_precision(args.teacher_precision)
     teacher = teacher.at_precision(precision)
     print(f"[teacher] inference in {precision} ({why})")
@@ -110,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix = ", learned prompts"
     elif args.prompts != "templates":
         prompts, suffix = Path(args.prompts).expanduser().resolve(), f", prompts {Path(args.prompts).name}"
-    base = {"world": spec.fingerprint(), "teacher": teacher.name, "teacher_weights": weights, "seed": args.seed, "quick": args.quick,
-            "prompts": args.prompts,
+    # the teacher's name holds its weights file's SHA-256: a release that ships other weights retrains
+    base = {"world": spec.fingerprint(), "teacher": teacher.name, "seed": args.seed, "quick": args.quick, "prompts": args.prompts,
             "workers": args.workers, "threads": torch.get_num_threads(), "teacher_precision": precision}  # these change the floats
     overlays = []
     if "seg" not in args.skip:
