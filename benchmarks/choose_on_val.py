@@ -291,7 +291,7 @@ def _choose_pamr(teacher, world) -> str:
         r = _judge(module, seg_dm)
         return [f"{size} / {stride}", "yes" if refine else "no", steps, r["val/mIoU_seen"], r["val/mIoU_unseen"], r["val/hIoU"]]
 
-    rows = [measure(*WORLD_TEACHER_MAP["teacher_size"][:1], WORLD_TEACHER_MAP["teacher_stride"], False, 0)]  # the demo's MaskCLIP row
+    rows = [measure(WORLD_TEACHER_MAP["teacher_size"][0], WORLD_TEACHER_MAP["teacher_stride"], False, 0)]  # the demo's MaskCLIP row
     grid = {(size, stride, refine): measure(size, stride, refine, 10) for size, stride in ((96, 8), (160, 16)) for refine in (False, True)}
     best = max(grid, key=lambda k: grid[k][4])
     rows += [*grid.values(), measure(*best, 20)]

@@ -25,6 +25,8 @@ from pathlib import Path
 from bench_common import demo_setting, table
 from seed_spread import DET_BATCH, DET_STEPS, SEG_STEPS, det_bars, row, seg_bars
 
+from pipelines.data.atomic import save_json
+
 MASKCLIP_TARGET = 25.0  # the target for the teacher's raw dense map, unseen mIoU
 
 
@@ -51,10 +53,7 @@ def cached(path: Path, compute, *args, **kwargs) -> list[dict]:
     if path.is_file():
         return json.loads(path.read_text())
     rows = compute(*args, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows))
-    tmp.replace(path)
+    save_json(rows, path)
     return rows
 
 

@@ -183,8 +183,8 @@ MUTATIONS = [
     ("bench split: MaskCLIP+ trains on the demo map's teacher cache whatever map it is given", "pipelines/bench/segmentation.py",
      "world_method_data(teacher, world, cls, {**teacher_args, **extra}, batch_size, progress)",
      "world_method_data(teacher, world, cls, extra, batch_size, progress)", "tests/test_bench_split.py"),
-    ("starting teacher record hashes nothing", "pipelines/world/pretrain_run.py",
-     "hashlib.sha256(pt.read_bytes()).hexdigest()", 'hashlib.sha256(b"").hexdigest()', "tests/test_pretrain_teacher.py -k dilated"),
+    ("starting teacher record hashes the JSON, not the weights", "pipelines/world/pretrain_run.py",
+     '"sha256": file_sha256(pt)', '"sha256": file_sha256(meta_path)', "tests/test_pretrain_teacher.py -k dilated"),
     ("predict ignores --predictions.split (always the test split)", "pipelines/offline/prediction_writer.py",
      "trainer.datamodule.predict_split = self.split", 'trainer.datamodule.predict_split = "test"', "tests/test_predict_writer.py"),
 ]

@@ -6,7 +6,6 @@ is written atomically, the JSON last, so a directory with ``teacher.json`` alway
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 
 from pipelines.data.atomic import save_json, save_torch
+from pipelines.data.shards import file_sha256
 from teachers.dense import dilated_timm_trunk
 
 from .pretrain import EMBEDDED_TEACHER_CFG, EMBEDDED_TEACHER_NAME, CLIPPretrainer
@@ -50,7 +50,7 @@ def starting_teacher_record(init_from: str | Path) -> dict:
     package ships today, so the record, not the name, says which weights they were."""
     pt, meta_path = _starting_files(init_from)
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    record = {"sha256": hashlib.sha256(pt.read_bytes()).hexdigest(), "command": meta.get("command"), "recipe": meta.get("recipe")}
+    record = {"sha256": file_sha256(pt), "command": meta.get("command"), "recipe": meta.get("recipe")}
     if "starting_teacher" in meta:
         record["starting_teacher"] = meta["starting_teacher"]
     return record
