@@ -2,13 +2,13 @@
 
     python benchmarks/evaluate_example.py [--out docs/evaluate]
 
-- seg: MaskCLIP (the teacher's dense path, training-free) on the world's test images, written as class-index
+- seg: MaskCLIP (the teacher's dense path, training-free, at the demo's map) on the world's test images, written as class-index
   PNGs -> ``ovdistill evaluate seg --preset world``;
 - det: every ground-truth box of the test images classified by the teacher (1x + 1.5x crops, top-3 classes,
   softmax scores) and written as a COCO results file -> ``ovdistill evaluate det --split world``: the teacher's
   recognition with oracle localisation, per class.
 
-Each command's printed summary is printed here too; the plots land in ``--out``.
+Each command's printed summary is printed here too; each command's metrics and plots land in ``--out``/seg and /det.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from PIL import Image
 
 from distill.seg_modules import MaskCLIP
 from pipelines.bench.mission import default_cache_dir, demo_spec
+from pipelines.bench.segmentation import WORLD_TEACHER_MAP
 from pipelines.cli import main as ovdistill
 from pipelines.data.coco_det import CocoDetection
 from pipelines.data.images import read_image
@@ -35,7 +36,7 @@ from pipelines.world.teacher import load_shipped_teacher
 def seg_predictions(teacher, world: Path, out: Path) -> None:
     split = json.loads((world / "split.json").read_text())
     names = ["background", *split["classes"]]
-    module = MaskCLIP(teacher, class_names=names, unseen=list(split["novel"]), teacher_size=(96, 96), teacher_stride=8)
+    module = MaskCLIP(teacher, class_names=names, unseen=list(split["novel"]), **WORLD_TEACHER_MAP)  # the demo's map
     module.setup("predict")  # text embeddings, as the Trainer would
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted((world / "images" / "test").glob("*.png")):

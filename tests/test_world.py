@@ -134,3 +134,17 @@ def test_rle_is_valid_pycocotools(world):
     ann = json.loads((world / instances_path("val")).read_text())["annotations"][0]
     rle = {**ann["segmentation"], "counts": ann["segmentation"]["counts"].encode()}
     assert mask_utils.area(rle) == ann["area"]
+
+
+def test_world_command_defaults_render_the_demos_world():
+    """``ovdistill world --out data/world`` then ``ovdistill fit`` must score the demo's test images, not another set."""
+    import argparse
+
+    from pipelines.bench.mission import demo_spec
+    from pipelines.commands.world import spec_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser()
+    spec_arguments(parser)
+    spec = spec_from_args(parser.parse_args([]))
+    assert spec.splits == demo_spec(quick=False, seed=0).splits
+    assert spec.fingerprint() == demo_spec(quick=False, seed=0).fingerprint()

@@ -9,6 +9,7 @@ import torch
 
 from pipelines.bench.overlays import comparison_sheet, method_sheet, save_sheet
 from pipelines.world import SceneConfig, WorldSpec
+from pipelines.world.spec import DEFAULT_SPLITS
 
 
 def default_cache_dir() -> Path:
@@ -16,7 +17,7 @@ def default_cache_dir() -> Path:
 
 
 def demo_spec(quick: bool, seed: int) -> WorldSpec:
-    splits = {"train": 64, "val": 16, "test": 24} if quick else {"train": 1200, "val": 200, "test": 300}
+    splits = {"train": 64, "val": 16, "test": 24} if quick else dict(DEFAULT_SPLITS)
     return WorldSpec(seed=seed, splits=splits, scene=SceneConfig(image_size=96))
 
 

@@ -5,15 +5,16 @@ import argparse
 import sys
 
 from pipelines.world import SHAPES, SceneConfig, WorldExistsError, WorldSpec, write_world
-from pipelines.world.spec import DEFAULT_NOVEL
+from pipelines.world.spec import DEFAULT_NOVEL, DEFAULT_SPLITS
 
 
 def spec_arguments(parser: argparse.ArgumentParser) -> None:
-    """World-spec options shared by ``world`` and ``demo``."""
+    """World-spec options; their defaults give the demo's world (same files, same fingerprint), so a table from
+    ``ovdistill fit`` on ``data/world`` is read from the same test images as the demo's."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the rendering (the same seed and options give the same files)")
-    parser.add_argument("--train", type=int, default=1200, help="training images")
-    parser.add_argument("--val", type=int, default=200, help="validation images")
-    parser.add_argument("--test", type=int, default=200, help="test images")
+    parser.add_argument("--train", type=int, default=DEFAULT_SPLITS["train"], help="training images")
+    parser.add_argument("--val", type=int, default=DEFAULT_SPLITS["val"], help="validation images")
+    parser.add_argument("--test", type=int, default=DEFAULT_SPLITS["test"], help="test images")
     parser.add_argument("--image-size", type=int, default=96, help="square image side in px (object sizes scale with it)")
     parser.add_argument("--max-objects", type=int, default=4, help="most objects per scene")
     parser.add_argument("--classes", nargs="+", default=list(SHAPES), help=f"shape classes (from {', '.join(SHAPES)})")

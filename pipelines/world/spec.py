@@ -11,6 +11,8 @@ from .shapes import SHAPES
 #: Bumped whenever the generator's output for a given spec changes (the shipped teacher records it).
 WORLD_VERSION = 1
 DEFAULT_NOVEL: tuple[str, ...] = ("star", "heart", "ring")
+#: The demo's split sizes, also ``ovdistill world``'s defaults: the two commands render the same world.
+DEFAULT_SPLITS: dict[str, int] = {"train": 1200, "val": 200, "test": 300}
 
 
 @dataclass
@@ -18,7 +20,7 @@ class WorldSpec:
     seed: int = 0
     classes: tuple[str, ...] = SHAPES
     novel: tuple[str, ...] = DEFAULT_NOVEL
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 1200, "val": 200, "test": 200})
+    splits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
     scene: SceneConfig = field(default_factory=SceneConfig)
 
     def __post_init__(self):
