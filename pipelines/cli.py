@@ -174,8 +174,17 @@ def _check_config_paths(argv: list[str]) -> None:
             raise SystemExit(f"ovdistill: config file {argv[i + 1]} does not exist (in {Path.cwd()}){hint}")
 
 
+def quiet_dependency_warnings() -> None:
+    """Silence the dependencies' warnings a user can do nothing about, and only those (each by its exact text).
+
+    Lightning 2.6 flattens every batch with ``isinstance(treespec, LeafSpec)``, which torch (2.14 here) deprecates: one
+    line per ``fit`` that names neither this project nor the user's code."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
+    quiet_dependency_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -182,3 +182,21 @@ def test_fit_warns_about_eval_mode_modules_outside_the_frozen_teacher_only(stude
     eval_warnings = [str(w.message) for w in caught if "in eval mode at the start of training" in str(w.message)]
     assert sum(1 for _, m in module.teacher.named_modules() if not m.training) > 0  # the teacher really is in eval mode
     assert len(eval_warnings) == (1 if student_in_eval else 0), eval_warnings
+
+
+def test_dependency_warning_silenced_and_only_it():
+    """Lightning's LeafSpec deprecation (one line per fit, nothing a user can act on) is hidden; other warnings are not."""
+    import warnings
+
+    import torch
+    from lightning.pytorch.utilities._pytree import _tree_flatten
+
+    from pipelines.cli import quiet_dependency_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_dependency_warnings()
+        _tree_flatten({"x": torch.zeros(1)})  # what Lightning runs on every batch
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning, stacklevel=1)
+        warnings.warn("another library's deprecation", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["another library's deprecation"]
