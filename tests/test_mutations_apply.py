@@ -5,12 +5,7 @@ include one that nothing checks (the tuned-on-test mutation went stale this way 
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from mutations import MUTATIONS, ROOT
 
 
