@@ -36,7 +36,8 @@ def quality(teacher, classes, world: Path, split: str, crop_seed: int, mode: str
                             pamr_steps=PAMR_STEPS, **PAMR_REFINE)
     return {"tight": tight["mean"], "tight_worst": min(per_class.values()), "tight_per_class": per_class, "vild_1x_1.5x": vild["mean"],
             **{f"dense_{k}": float(dense[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")},
-            **{k: dense[k] for k in ("background_near_error", "background_far_error", "background_near_share")},
+            **{k: dense[k] for k in ("background_near_error", "background_far_error", "background_near_share",
+                                     "seen_named_unseen", "unseen_named_seen")},
             **{f"pamr_{k}": float(refined[k]) for k in ("mIoU_seen", "mIoU_unseen", "hIoU", "background_near_error", "background_far_error")}}
 
 
@@ -72,6 +73,8 @@ def main() -> None:
     print(f"dense map, background pixels named as an object: {q['background_near_error']:.1f} % within 8 px of an object "
           f"({q['background_near_share']:.1f} % of the background), {q['background_far_error']:.1f} % farther away; "
           f"after PAMR {q['pamr_background_near_error']:.1f} % and {q['pamr_background_far_error']:.1f} %")
+    print(f"dense map, between the object groups: {q['seen_named_unseen']:.1f} % of seen-object pixels named as an unseen "
+          f"class, {q['unseen_named_seen']:.1f} % of unseen-object pixels named as a seen one")
 
 
 if __name__ == "__main__":

@@ -187,6 +187,8 @@ MUTATIONS = [
      '"sha256": file_sha256(pt)', '"sha256": file_sha256(meta_path)', "tests/test_pretrain_teacher.py -k dilated"),
     ("predict ignores --predictions.split (always the test split)", "pipelines/offline/prediction_writer.py",
      "trainer.datamodule.predict_split = self.split", 'trainer.datamodule.predict_split = "test"', "tests/test_predict_writer.py"),
+    ("dense map's cross-group share counts background as a seen class", "pipelines/world/zeroshot.py",
+     "(unseen[lab] & seen[named]).sum()", "(unseen[lab] & ~unseen[named]).sum()", "tests/test_zeroshot_dense.py -k cross"),
 ]
 
 

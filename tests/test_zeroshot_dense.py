@@ -95,6 +95,24 @@ def test_pixel_recall_is_a_brute_force_count_per_class(tiny_world):
     assert got == pytest.approx(want) and 0 < min(want.values()) < 100
 
 
+def test_cross_group_shares_are_brute_force_counts(tiny_world):
+    """Seen-object pixels named as an unseen class, and unseen-object pixels named as a seen object class (background
+    and ignored pixels count in neither group), recounted with numpy over random predictions."""
+    labels = _labels(tiny_world)
+    rng = np.random.default_rng(1)
+    maps = [np.where(rng.random(lab.shape) < 0.5, np.where(lab == 255, 0, lab), rng.integers(0, 9, lab.shape)) for lab in labels]
+    got = dense_quality(StubTeacher(maps), tiny_world, SPLIT, batch=3)
+    spec = load_spec(tiny_world)
+    names = ("background", *spec.classes)
+    novel = [names.index(c) for c in spec.novel]
+    lab, pred = np.concatenate([x.ravel() for x in labels]), np.concatenate([m.ravel() for m in maps])
+    is_unseen, is_seen = np.isin(lab, novel), (lab > 0) & (lab != 255) & ~np.isin(lab, novel)
+    want_seen = 100 * np.isin(pred[is_seen], novel).mean()
+    named_seen = (pred[is_unseen] > 0) & ~np.isin(pred[is_unseen], novel)
+    assert got["seen_named_unseen"] == pytest.approx(want_seen) and 0 < want_seen < 100
+    assert got["unseen_named_seen"] == pytest.approx(100 * named_seen.mean()) and 0 < named_seen.mean() < 1
+
+
 def test_teacher_quality_reads_a_vit_map_at_its_patch_stride(vit_teacher, rn_teacher, tiny_world):
     """``benchmarks/teacher_quality.py`` asks a CNN for output stride 8, which a ViT refuses: its map has only its patch
     stride. The benchmark's dense figures for a ViT teacher are those of its own map, in the asked mode."""

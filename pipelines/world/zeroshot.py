@@ -82,7 +82,9 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
     largest class, so they decide the mIoU): ``background_near_error`` / ``background_far_error``, the share (%) of
     background pixels named as an object within ``near`` px (Chebyshev) of an object and farther away, and
     ``background_near_share``, the share of background pixels that are near; ``pixel_recall``, per class name the share
-    (%) of its pixels the map names right (how well it tells the shapes apart)."""
+    (%) of its pixels the map names right (how well it tells the shapes apart); ``seen_named_unseen`` /
+    ``unseen_named_seen``, the share (%) of seen-object pixels named as an unseen class and of unseen-object pixels
+    named as a seen object class (which way the map leans between the two groups)."""
     from pathlib import Path
 
     from distill.metrics import OpenVocabMeanIoU
@@ -98,6 +100,11 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
     text = teacher.encode_text(names, templates)
     counts = torch.zeros(4, dtype=torch.long)  # near pixels, near errors, far pixels, far errors
     hits, totals = torch.zeros(len(names), dtype=torch.long), torch.zeros(len(names), dtype=torch.long)
+    unseen = torch.zeros(len(names), dtype=torch.bool)
+    unseen[[names.index(c) for c in spec.novel]] = True
+    seen = ~unseen
+    seen[0] = False  # background is neither group
+    crossed = torch.zeros(2, dtype=torch.long)  # seen pixels named unseen, unseen pixels named seen
     for s in range(0, len(ds), batch):
         items = [ds[i] for i in range(s, min(len(ds), s + batch))]
         images = torch.stack([it["image"] for it in items])
@@ -108,11 +115,15 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
         valid = labels < len(names)
         totals += torch.bincount(labels[valid], minlength=len(names))
         hits += torch.bincount(labels[valid & (pred == labels)], minlength=len(names))
+        lab, named = labels[valid], pred[valid]
+        crossed += torch.stack([(seen[lab] & unseen[named]).sum(), (unseen[lab] & seen[named]).sum()])
     near_px, near_err, far_px, far_err = counts.tolist()
     recall = {n: 100 * h / t for n, h, t in zip(names, hits.tolist(), totals.tolist(), strict=True) if t > 0}
     return {**metric.compute(), "background_near_error": 100 * near_err / max(1, near_px),
             "background_far_error": 100 * far_err / max(1, far_px), "background_near_share": 100 * near_px / max(1, near_px + far_px),
-            "pixel_recall": recall}
+            "pixel_recall": recall,
+            "seen_named_unseen": 100 * crossed[0].item() / max(1, int(totals[seen].sum())),
+            "unseen_named_seen": 100 * crossed[1].item() / max(1, int(totals[unseen].sum()))}
 
 
 def _background_error_counts(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, near: int) -> torch.Tensor:
