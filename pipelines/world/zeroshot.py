@@ -96,12 +96,13 @@ def dense_quality(teacher, root, split: str = "val", size=None, near: int = 8, t
     spec = load_spec(root)
     names = ["background", *spec.classes]
     ds = SegFolderDataset(root / "images" / split, root / "labels" / split, len(names))
-    metric = OpenVocabMeanIoU(len(names), [names.index(c) for c in spec.novel])
+    novel = [names.index(c) for c in spec.novel]
+    metric = OpenVocabMeanIoU(len(names), novel)
     text = teacher.encode_text(names, templates)
     counts = torch.zeros(4, dtype=torch.long)  # near pixels, near errors, far pixels, far errors
     hits, totals = torch.zeros(len(names), dtype=torch.long), torch.zeros(len(names), dtype=torch.long)
     unseen = torch.zeros(len(names), dtype=torch.bool)
-    unseen[[names.index(c) for c in spec.novel]] = True
+    unseen[novel] = True
     seen = ~unseen
     seen[0] = False  # background is neither group
     crossed = torch.zeros(2, dtype=torch.long)  # seen pixels named unseen, unseen pixels named seen
