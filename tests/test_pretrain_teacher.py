@@ -154,6 +154,13 @@ def test_training_starts_from_a_teacher_through_a_dilated_trunk_and_exports_the_
     assert "starting_teacher" not in start_meta
     # a run without the new options records neither (earlier runs' recipes resume unchanged)
     assert "init_from" not in load_teacher_dir(base)[1]["recipe"] and "train_stride" not in load_teacher_dir(base)[1]["recipe"]
+    # without a config of its own, a fine-tune keeps its start's architecture (max pool has no weights to refuse a mismatch by)
+    again = pretrain_teacher(tmp_path / "again", steps=1, batch_size=16, lr=0.0, eval_per_class=1, progress=False, num_workers=0,
+                             half=False, init_from=out)
+    again_teacher, again_meta = load_teacher_dir(again)
+    assert (again_meta["model_name"], again_meta["model_cfg"]) == ("init-r18-max", max_cfg)
+    assert again_teacher.model.visual.trunk.global_pool.pool_type == "max"
+    assert "--model-name init-r18-max --model-cfg THIS_FILE" in again_meta["command"]
     # refused before anything is written: another architecture's weights, a missing teacher, a tower that cannot dilate
     other = {**cfg, "embed_dim": 24}
     with pytest.raises(ValueError, match="another architecture"):

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                              "model config, or an exported teacher.json (its model_cfg)")
     parser.add_argument("--init-from", default=None,
                         help="start from an exported teacher's weights (a pretrain-teacher --out directory, or 'shipped') "
-                             "instead of random ones; no single-object curriculum then")
+                             "instead of random ones, and its architecture unless --model-cfg names another; no single-object curriculum then")
     parser.add_argument("--train-stride", type=int, choices=(8, 16, 32), default=32,
                         help="train a timm CNN tower through its trunk dilated to this output stride (a finer map under the "
                              "pool); the exported tower is the plain one")

@@ -56,6 +56,13 @@ def starting_teacher_record(init_from: str | Path) -> dict:
     return record
 
 
+def starting_architecture(init_from: str | Path, default_name: str) -> tuple[str, dict | None]:
+    """The ``(model_name, model_cfg)`` an exported teacher records (``default_name`` and ``None`` where its record has none)."""
+    meta_path = _starting_files(init_from)[1]
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return meta.get("model_name", default_name), meta.get("model_cfg")
+
+
 def load_starting_weights(model: torch.nn.Module, init_from: str | Path) -> None:
     """``model`` takes the weights of an exported teacher (``"shipped"``: the package's); a teacher of another
     architecture is refused with the file named."""
@@ -95,12 +102,17 @@ def pretrain_teacher(
     finishes with the weights of an uninterrupted one. ``model_name`` / ``model_cfg``: another open_clip architecture
     trained by the same recipe (default: the embedded teacher's, ``EMBEDDED_TEACHER_CFG``); the export records it, and
     ``load_teacher_dir`` builds it from the record. ``init_from``: start from an exported teacher's weights (a
-    ``pretrain-teacher`` output directory, or ``"shipped"``) instead of random ones; the curriculum then defaults to none.
+    ``pretrain-teacher`` output directory, or ``"shipped"``) instead of random ones, and its architecture unless
+    ``model_cfg`` names another; the curriculum then defaults to none.
     ``train_stride``: train a timm CNN tower through its trunk dilated to 16 or 8 (a finer map under the pool); the
     export is the tower as open_clip builds it (stride 32), and the record says how it was trained."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    if model_cfg is None and model_name == EMBEDDED_TEACHER_NAME and init_from is not None:
+        # a fine-tune keeps its start's architecture: a pool has no weights, so a max-pooled start would otherwise load
+        # silently into an average-pooled tower
+        model_name, model_cfg = starting_architecture(init_from, model_name)
     cfg = EMBEDDED_TEACHER_CFG if model_cfg is None else model_cfg
     if cfg != EMBEDDED_TEACHER_CFG and model_name == EMBEDDED_TEACHER_NAME:
         raise ValueError(f"model_cfg differs from the embedded teacher's: give it its own model_name (not {model_name!r}), "
