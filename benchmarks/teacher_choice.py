@@ -7,7 +7,9 @@ settings (world seed 0, steps, batch sizes, teacher precision; the students star
 from its maps and crops) and is scored on the **val** split, at each training seed. Segmentation: the training-free
 MaskCLIP row and MaskCLIP+'s pseudo labels read the teacher's map of the 96 px scenes at each input size of ``--maps``
 (output stride 8; the first is the full table, the others add those two rows); dense distillation keeps its own map.
-Finished (teacher, seed, map) parts are kept as JSON under ``--out`` and reused, so an interrupted run goes on.
+Finished (teacher, seed, map) parts are kept as JSON under ``--out`` with the settings they were computed with (the
+teacher's weights, the methods and their val-chosen settings), and reused only under the same ones, so an interrupted
+run goes on and a release that changes a setting runs again.
 
 Prints, per teacher and map, the mean val rows over the seeds and, per bar of the embedded-teacher issue (its targets
 read on val, plus the teacher's own dense target, MaskCLIP unseen >= 25), how many seeds meet it. The rule: the
@@ -17,7 +19,6 @@ on test here; the demo then reports the choice on test once.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import warnings
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 from bench_common import demo_setting, table
 from seed_spread import DET_BATCH, DET_STEPS, SEG_STEPS, det_bars, row, seg_bars
 
-from pipelines.data.atomic import save_json
+from pipelines.bench.report import finished_section, save_section
 
 MASKCLIP_TARGET = 25.0  # the issue's target for the teacher's raw dense map, unseen mIoU
 
@@ -48,12 +49,24 @@ def det_part(teacher, world, trunk, seed: int, out: Path) -> list[dict]:
     return rows
 
 
-def cached(path: Path, compute, *args, **kwargs) -> list[dict]:
-    """``compute(*args, **kwargs)``'s rows, or those an earlier run stored at ``path``."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    rows = compute(*args, **kwargs)
-    save_json(rows, path)
+def part_settings(teacher) -> dict:
+    """What a stored part was computed with, as the demo keys its own sections: the teacher's name (its weights'
+    SHA-256), the methods and their val-chosen settings, the budgets. A part stored under other settings is run again."""
+    from pipelines.bench.detection import run_det_methods, world_detector
+    from pipelines.bench.segmentation import PAMR_REFINE, SEG_METHODS, run_seg_methods, world_student
+    from pipelines.commands.demo import chosen_settings
+
+    return {"teacher": teacher.name, "seg_steps": SEG_STEPS, "det_steps": DET_STEPS, "det_batch": DET_BATCH,
+            "seg_methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS], "pamr_refine": PAMR_REFINE,
+            "chosen": chosen_settings(run_seg_methods, world_student, run_det_methods, world_detector)}
+
+
+def cached(path: Path, settings: dict, compute, *args, **kwargs) -> list[dict]:
+    """``compute(*args, **kwargs)``'s rows, or those an earlier run stored at ``path`` with the same ``settings``."""
+    rows = finished_section(path.parent, path.stem, settings)
+    if rows is None:
+        rows = compute(*args, **kwargs)
+        save_section(path.parent, path.stem, settings, rows)
     return rows
 
 
@@ -83,17 +96,19 @@ def main() -> None:
         tag = "shipped" if name == "shipped" else Path(name).name
         world, teacher, trunk = demo_setting(0, f"teacher-choice-{tag}", ("smp", "timm"), teacher_dir=None if name == "shipped" else name)
         per_map = {size: [] for size in args.maps}
+        settings = part_settings(teacher)
         for seed in args.seeds:
             det = None
             if "det" not in args.skip:
-                det = cached(out / tag / f"det-seed{seed}.json", det_part, teacher, world, trunk["timm"], seed, out / tag / f"det-seed{seed}")
+                det = cached(out / tag / f"det-seed{seed}.json", settings, det_part, teacher, world, trunk["timm"], seed,
+                             out / tag / f"det-seed{seed}")
                 print(f"[{tag}] seed {seed} detection: " + "; ".join(
                     f"{r['method']} {r['AP50_base']:.1f} / {r['AP50_novel']:.1f}" for r in det), flush=True)
             full = None
             for k, size in enumerate(args.maps):
                 seg = None
                 if "seg" not in args.skip:
-                    seg = cached(out / tag / f"seg-seed{seed}-{size}.json", seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
+                    seg = cached(out / tag / f"seg-seed{seed}-{size}.json", settings, seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
                     if k == 0:
                         full = seg
                     else:  # LSeg and dense distillation do not read this map: the first map's rows
