@@ -53,20 +53,20 @@ def part_settings(teacher) -> dict:
     """What a stored part was computed with, as the demo keys its own sections: the teacher's name (its weights'
     SHA-256), the methods and their val-chosen settings, the budgets. A part stored under other settings is run again."""
     from pipelines.bench.detection import run_det_methods, world_detector
-    from pipelines.bench.segmentation import PAMR_REFINE, SEG_METHODS, run_seg_methods, world_student
+    from pipelines.bench.segmentation import run_seg_methods, seg_settings_record, world_student
     from pipelines.commands.demo import chosen_settings
 
-    return {"teacher": teacher.name, "seg_steps": SEG_STEPS, "det_steps": DET_STEPS, "det_batch": DET_BATCH,
-            "seg_methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS], "pamr_refine": PAMR_REFINE,
+    return {"teacher": teacher.name, "seg_steps": SEG_STEPS, "det_steps": DET_STEPS, "det_batch": DET_BATCH, **seg_settings_record(),
             "chosen": chosen_settings(run_seg_methods, world_student, run_det_methods, world_detector)}
 
 
-def cached(path: Path, settings: dict, compute, *args, **kwargs) -> list[dict]:
-    """``compute(*args, **kwargs)``'s rows, or those an earlier run stored at ``path`` with the same ``settings``."""
-    rows = finished_section(path.parent, path.stem, settings)
+def cached(folder: Path, key: str, settings: dict, compute, *args, **kwargs) -> list[dict]:
+    """``compute(*args, **kwargs)``'s rows, or those an earlier run stored as ``folder/sections/KEY.json`` with the
+    same ``settings``."""
+    rows = finished_section(folder, key, settings)
     if rows is None:
         rows = compute(*args, **kwargs)
-        save_section(path.parent, path.stem, settings, rows)
+        save_section(folder, key, settings, rows)
     return rows
 
 
@@ -100,7 +100,7 @@ def main() -> None:
         for seed in args.seeds:
             det = None
             if "det" not in args.skip:
-                det = cached(out / tag / f"det-seed{seed}.json", settings, det_part, teacher, world, trunk["timm"], seed,
+                det = cached(out / tag, f"det-seed{seed}", settings, det_part, teacher, world, trunk["timm"], seed,
                              out / tag / f"det-seed{seed}")
                 print(f"[{tag}] seed {seed} detection: " + "; ".join(
                     f"{r['method']} {r['AP50_base']:.1f} / {r['AP50_novel']:.1f}" for r in det), flush=True)
@@ -108,7 +108,7 @@ def main() -> None:
             for k, size in enumerate(args.maps):
                 seg = None
                 if "seg" not in args.skip:
-                    seg = cached(out / tag / f"seg-seed{seed}-{size}.json", settings, seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
+                    seg = cached(out / tag, f"seg-seed{seed}-{size}", settings, seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
                     if k == 0:
                         full = seg
                     else:  # LSeg and dense distillation do not read this map: the first map's rows

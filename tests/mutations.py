@@ -187,7 +187,7 @@ MUTATIONS = [
      "world_method_data(teacher, world, cls, {**teacher_args, **extra}, batch_size, progress)",
      "world_method_data(teacher, world, cls, extra, batch_size, progress)", "tests/test_bench_split.py"),
     ("starting teacher record hashes the JSON, not the weights", "pipelines/world/pretrain_run.py",
-     '"sha256": file_sha256(pt)', '"sha256": file_sha256(meta_path)', "tests/test_pretrain_teacher.py -k dilated"),
+     '"sha256": file_sha256(pt)', '"sha256": file_sha256(_starting_files(init_from)[1])', "tests/test_pretrain_teacher.py -k dilated"),
     ("predict ignores --predictions.split (always the test split)", "pipelines/offline/prediction_writer.py",
      "trainer.datamodule.predict_split = self.split", 'trainer.datamodule.predict_split = "test"', "tests/test_predict_writer.py"),
     ("dense map's cross-group share counts background as a seen class", "pipelines/world/zeroshot.py",

@@ -55,6 +55,13 @@ WORLD_DECODERS = {
 }
 
 
+def seg_settings_record() -> dict:
+    """The segmentation methods and the training-free rows' settings as JSON-able values: part of every reuse key of
+    a finished segmentation table (the demo's sections, ``benchmarks/teacher_choice.py``'s parts)."""
+    return {"teacher_map": WORLD_TEACHER_MAP, "pamr_refine": PAMR_REFINE,
+            "methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS]}
+
+
 def world_student(
     embed_dim: int, seed: int, encoder: str = "tu-resnet10t", encoder_weights: str | None = None, arch: str = "FPN",
     image_head: bool = False, upsample: str = "logits",

@@ -113,18 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     overlays = []
     if "seg" not in args.skip:
         from pipelines.bench.segmentation import (
-            PAMR_REFINE,
             SEG_COLUMNS,
-            SEG_METHODS,
-            WORLD_TEACHER_MAP,
             run_seg_methods,
+            seg_settings_record,
             world_student,
         )
 
         seg_steps = 8 if args.quick else args.seg_steps
-        settings = {**base, "steps": seg_steps, "chosen": chosen_settings(run_seg_methods, world_student), "teacher_map": WORLD_TEACHER_MAP,
-                    "pamr_refine": PAMR_REFINE,  # the key smoothing / denoising of the PAMR row: a dict, so not in "chosen"
-                    "methods": [[name, cls.__name__, extra, student] for name, cls, extra, student in SEG_METHODS]}
+        settings = {**base, "steps": seg_steps, "chosen": chosen_settings(run_seg_methods, world_student), **seg_settings_record()}
         seg_rows = finished_section(out, "segmentation", settings)
         if seg_rows is not None:
             print(f"[segmentation] reusing the finished section in {out / 'sections'} (same settings)")

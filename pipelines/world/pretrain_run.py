@@ -44,12 +44,16 @@ def _starting_files(init_from: str | Path) -> tuple[Path, Path]:
     return (SHIPPED_PT, SHIPPED_JSON) if str(init_from) == "shipped" else (Path(init_from) / TEACHER_PT, Path(init_from) / TEACHER_JSON)
 
 
+def _starting_meta(init_from: str | Path) -> dict:
+    meta_path = _starting_files(init_from)[1]
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
 def starting_teacher_record(init_from: str | Path) -> dict:
     """What a fine-tuned teacher started from, for its record: the starting weights' SHA-256 and the starting
     teacher's own command and recipe (and, nested, what that one started from). ``"shipped"`` names whatever the
     package ships today, so the record, not the name, says which weights they were."""
-    pt, meta_path = _starting_files(init_from)
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    pt, meta = _starting_files(init_from)[0], _starting_meta(init_from)
     record = {"sha256": file_sha256(pt), "command": meta.get("command"), "recipe": meta.get("recipe")}
     if "starting_teacher" in meta:
         record["starting_teacher"] = meta["starting_teacher"]
@@ -58,8 +62,7 @@ def starting_teacher_record(init_from: str | Path) -> dict:
 
 def starting_architecture(init_from: str | Path, default_name: str) -> tuple[str, dict | None]:
     """The ``(model_name, model_cfg)`` an exported teacher records (``default_name`` and ``None`` where its record has none)."""
-    meta_path = _starting_files(init_from)[1]
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = _starting_meta(init_from)
     return meta.get("model_name", default_name), meta.get("model_cfg")
 
 
