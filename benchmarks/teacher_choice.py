@@ -1,15 +1,19 @@
 """Which embedded teacher the demo ships, and which of its maps the MaskCLIP row and MaskCLIP+ read: chosen on **val**.
 
     python benchmarks/teacher_choice.py --teachers shipped runs/tuned [--seeds 0 1 2] [--maps 96 128] [--skip seg det]
+        [--dense 'tuned={"distill_weight": 2, "ensemble_lambda": 1, "calibration": 0}']
 
 Each teacher (``shipped`` or a ``pretrain-teacher --out`` directory) runs the demo's whole mission at the demo's
 settings (world seed 0, steps, batch sizes, teacher precision; the students start from that teacher's trunk and learn
 from its maps and crops) and is scored on the **val** split, at each training seed. Segmentation: the training-free
 MaskCLIP row and MaskCLIP+'s pseudo labels read the teacher's map of the 96 px scenes at each input size of ``--maps``
 (output stride 8; the first is the full table, the others add those two rows); dense distillation keeps its own map.
-Finished (teacher, seed, map) parts are kept as JSON under ``--out`` with the settings they were computed with (the
-teacher's weights, the methods and their val-chosen settings), and reused only under the same ones, so an interrupted
-run goes on and a release that changes a setting runs again.
+``--dense TAG=JSON`` judges one teacher (``TAG``: ``shipped`` or its directory's name) at its own dense-distillation
+setting (the dense question of ``choose_on_val.py --teacher``), JSON updating the demo's dense row's arguments.
+Finished parts are kept as JSON under ``--out`` with the settings they were computed with, keyed as the demo keys its
+own sections (segmentation: the teacher's weights, the methods and their settings; detection: the teacher's weights and
+the detection settings), and reused only under the same ones, so an interrupted run goes on and a release that changes
+a setting runs again.
 
 Prints, per teacher and map, the mean val rows over the seeds and, per bar of the embedded-teacher issue (its targets
 read on val, plus the teacher's own dense target, MaskCLIP unseen >= 25), how many seeds meet it. The rule: the
@@ -19,6 +23,7 @@ on test here; the demo then reports the choice on test once.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import warnings
 from pathlib import Path
@@ -31,10 +36,24 @@ from pipelines.bench.report import finished_section, save_section
 MASKCLIP_TARGET = 25.0  # the issue's target for the teacher's raw dense map, unseen mIoU
 
 
-def seg_part(teacher, world, trunk, seed: int, size: int, full: bool) -> list[dict]:
-    from pipelines.bench.segmentation import PAMR_STEPS, SEG_METHODS, run_seg_methods
+def seg_methods(dense: dict, full: bool) -> tuple:
+    """The demo's trained segmentation rows, dense distillation's arguments updated by ``dense`` (a second head or not
+    follows its ``ensemble``); with ``full`` False only MaskCLIP+ (the rows that read the teacher's map)."""
+    from pipelines.bench.segmentation import SEG_METHODS
 
-    methods = SEG_METHODS if full else tuple(m for m in SEG_METHODS if m[0].startswith("MaskCLIP+"))
+    methods = []
+    for name, cls, extra, student in SEG_METHODS:
+        if name.startswith("LSeg + dense") and dense:
+            extra = {**extra, **{k: tuple(v) if isinstance(v, list) else v for k, v in dense.items()}}
+            student = {**student, "image_head": bool(extra.get("ensemble", False))}
+        methods.append((name, cls, extra, student))
+    return tuple(methods) if full else tuple(m for m in methods if m[0].startswith("MaskCLIP+"))
+
+
+def seg_part(teacher, world, trunk, seed: int, size: int, methods: tuple) -> list[dict]:
+    from pipelines.bench.segmentation import PAMR_STEPS, run_seg_methods
+
+    full = any(m[0].startswith("LSeg") for m in methods)
     rows, _ = run_seg_methods(teacher, world, steps=SEG_STEPS, seed=seed, encoder_weights=trunk, progress=False, split="val",
                               teacher_map={"teacher_size": (size, size), "teacher_stride": 8}, methods=methods,
                               pamr_steps=PAMR_STEPS if full else 0)
@@ -49,15 +68,36 @@ def det_part(teacher, world, trunk, seed: int, out: Path) -> list[dict]:
     return rows
 
 
-def part_settings(teacher) -> dict:
-    """What a stored part was computed with, as the demo keys its own sections: the teacher's name (its weights'
-    SHA-256), the methods and their val-chosen settings, the budgets. A part stored under other settings is run again."""
-    from pipelines.bench.detection import run_det_methods, world_detector
+def seg_settings(teacher, methods: tuple) -> dict:
+    """What a stored segmentation part was computed with, as the demo keys its own section: the teacher's name (its
+    weights' SHA-256), the methods and their settings, the budget. A part stored under other settings is run again."""
     from pipelines.bench.segmentation import run_seg_methods, seg_settings_record, world_student
     from pipelines.commands.demo import chosen_settings
 
-    return {"teacher": teacher.name, "seg_steps": SEG_STEPS, "det_steps": DET_STEPS, "det_batch": DET_BATCH, **seg_settings_record(),
-            "chosen": chosen_settings(run_seg_methods, world_student, run_det_methods, world_detector)}
+    return {"teacher": teacher.name, "seg_steps": SEG_STEPS, **seg_settings_record(methods),
+            "chosen": chosen_settings(run_seg_methods, world_student)}
+
+
+def det_settings(teacher) -> dict:
+    """A detection part's settings, as the demo keys its detection section: the teacher, the budget, the detection
+    settings (no segmentation setting, so a change there reuses these parts)."""
+    from pipelines.bench.detection import run_det_methods, world_detector
+    from pipelines.commands.demo import chosen_settings
+
+    return {"teacher": teacher.name, "det_steps": DET_STEPS, "det_batch": DET_BATCH,
+            "chosen": chosen_settings(run_det_methods, world_detector)}
+
+
+def dense_setting(text: str) -> tuple[str, dict]:
+    """``TAG=JSON`` -> (tag, the dense row's argument updates)."""
+    tag, sep, body = text.partition("=")
+    try:
+        value = json.loads(body) if sep else None
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--dense {text!r}: the part after '=' is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--dense takes TAG=JSON with a JSON object, got {text!r}")
+    return tag, value
 
 
 def cached(folder: Path, key: str, settings: dict, compute, *args, **kwargs) -> list[dict]:
@@ -88,7 +128,10 @@ def main() -> None:
     parser.add_argument("--maps", type=int, nargs="+", default=[96, 128], help="input px of the MaskCLIP / MaskCLIP+ map (stride 8)")
     parser.add_argument("--skip", nargs="*", choices=("seg", "det"), default=[])
     parser.add_argument("--out", default="runs/teacher-choice", help="finished parts (JSON) and detection proposals")
+    parser.add_argument("--dense", type=dense_setting, action="append", default=[], metavar="TAG=JSON",
+                        help="a teacher's own dense-distillation setting, e.g. max8='{\"distill_weight\": 2, \"calibration\": 0}'")
     args = parser.parse_args()
+    own_dense = dict(args.dense)
     warnings.filterwarnings("ignore")
     out = Path(args.out)
     summary = []
@@ -96,11 +139,13 @@ def main() -> None:
         tag = "shipped" if name == "shipped" else Path(name).name
         world, teacher, trunk = demo_setting(0, f"teacher-choice-{tag}", ("smp", "timm"), teacher_dir=None if name == "shipped" else name)
         per_map = {size: [] for size in args.maps}
-        settings = part_settings(teacher)
+        dense = own_dense.get(tag, {})
+        if dense:
+            print(f"[{tag}] dense distillation at its own setting: {json.dumps(dense)}", flush=True)
         for seed in args.seeds:
             det = None
             if "det" not in args.skip:
-                det = cached(out / tag, f"det-seed{seed}", settings, det_part, teacher, world, trunk["timm"], seed,
+                det = cached(out / tag, f"det-seed{seed}", det_settings(teacher), det_part, teacher, world, trunk["timm"], seed,
                              out / tag / f"det-seed{seed}")
                 print(f"[{tag}] seed {seed} detection: " + "; ".join(
                     f"{r['method']} {r['AP50_base']:.1f} / {r['AP50_novel']:.1f}" for r in det), flush=True)
@@ -108,7 +153,9 @@ def main() -> None:
             for k, size in enumerate(args.maps):
                 seg = None
                 if "seg" not in args.skip:
-                    seg = cached(out / tag, f"seg-seed{seed}-{size}", settings, seg_part, teacher, world, trunk["smp"], seed, size, full=k == 0)
+                    methods = seg_methods(dense, full=k == 0)
+                    seg = cached(out / tag, f"seg-seed{seed}-{size}", seg_settings(teacher, methods), seg_part, teacher, world, trunk["smp"],
+                                 seed, size, methods)
                     if k == 0:
                         full = seg
                     else:  # LSeg and dense distillation do not read this map: the first map's rows
