@@ -132,11 +132,13 @@ def main() -> None:
                         help="a teacher's own dense-distillation setting, e.g. max8='{\"distill_weight\": 2, \"calibration\": 0}'")
     args = parser.parse_args()
     own_dense = dict(args.dense)
+    tags = ["shipped" if name == "shipped" else Path(name).name for name in args.teachers]
+    if unknown := sorted(set(own_dense) - set(tags)):
+        parser.error(f"--dense names {unknown}, which are not among the teachers {tags}")
     warnings.filterwarnings("ignore")
     out = Path(args.out)
     summary = []
-    for name in args.teachers:
-        tag = "shipped" if name == "shipped" else Path(name).name
+    for name, tag in zip(args.teachers, tags, strict=True):
         world, teacher, trunk = demo_setting(0, f"teacher-choice-{tag}", ("smp", "timm"), teacher_dir=None if name == "shipped" else name)
         per_map = {size: [] for size in args.maps}
         dense = own_dense.get(tag, {})
