@@ -307,6 +307,30 @@ def test_teacher_pseudo_boxes_are_refined_proposals(tiny_world, teacher):
         teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, proposals={"proposals": {}}, refine=True)
 
 
+def test_one_proposer_pass_gives_what_the_two_steps_give_apart(tiny_world, teacher):
+    """The demo's shared pass: the stored proposals and the round-one pseudo labels equal those of
+    ``compute_proposals`` and ``teacher_pseudo_labels`` run apart, and the proposer runs once per batch."""
+    from pipelines.offline.pseudo_labels import teacher_pseudo_labels
+    from pipelines.offline.round_one import proposals_and_pseudo_labels
+
+    det = tiny_detector().eval()
+    dm = WorldDetDataModule(str(tiny_world))
+    ds = dm.dataset("train")
+    ds.flip = False
+    labeller = {"score_threshold": 0.0, "gold_iou": 1.1, "refine": True}
+    props = compute_proposals(det, ds, top_n=5, teacher=teacher, batch_size=4)
+    coco = teacher_pseudo_labels(teacher, det, ds, dm.class_names, dm.novel, top_proposals=5, batch_size=4, **labeller)
+    calls = []
+    original = det.propose
+    det.propose = lambda *a, **k: calls.append(1) or original(*a, **k)
+    shared_props, shared_coco = proposals_and_pseudo_labels(det, teacher, ds, dm.class_names, dm.novel, 5, batch_size=4, **labeller)
+    assert len(calls) == math.ceil(len(ds) / 4)
+    assert coco["annotations"] and shared_coco == coco
+    assert shared_props.keys() == props.keys()
+    for key, value in props.items():
+        assert torch.equal(shared_props[key], value) if torch.is_tensor(value) else shared_props[key] == value, key
+
+
 def test_the_labeller_refines_from_the_proposals_backbone_pass(tiny_world, teacher):
     """Round one runs the detector's backbone once per batch: the box regression reuses the proposals' features,
     and the moved boxes equal those of a fresh pass."""

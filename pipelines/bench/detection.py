@@ -24,9 +24,9 @@ from distill.det_modules import (
 from pipelines.bench.fit_side_by_side import FitJob, fit_side_by_side
 from pipelines.bench.trainer import bench_trainer, result_row, score
 from pipelines.data.det_datamodule import WorldDetDataModule
-from pipelines.data.proposals_file import load_proposals, save_proposals
-from pipelines.offline.proposals import compute_proposals
-from pipelines.offline.pseudo_labels import save_pseudo_labels, teacher_pseudo_labels
+from pipelines.data.proposals_file import save_proposals
+from pipelines.offline.pseudo_labels import save_pseudo_labels
+from pipelines.offline.round_one import proposals_and_pseudo_labels
 from students import RegionEmbeddingDetector
 
 DET_COLUMNS = ["method", "AP50_base", "AP50_novel", "AP50", "AP"]
@@ -123,17 +123,15 @@ def run_det_methods(
         train_set = dm.dataset("train")
         train_set.flip = False
         proposals = out / "proposals_train.pt"
-        timed("proposals + teacher regions (train)",
-              lambda: save_proposals(compute_proposals(proposer, train_set, top_n=image_regions, teacher=teacher), proposals))
-        with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
-
         pseudo = out / "pseudo_labels_train.json"
-        # live, not from the stored table: proposals are first moved by the proposer's box regression (pseudo_refine)
-        coco = timed("teacher pseudo labels (train)", lambda: teacher_pseudo_labels(
-            teacher, proposer, train_set, dm.class_names, dm.novel, score_threshold=pseudo_threshold, gold_iou=pseudo_gold_iou,
-            top_proposals=image_regions, prompts=prompts, refine=pseudo_refine,
-            proposals=None if pseudo_refine else load_proposals(proposals),
+        # one proposer pass for both teacher steps; the pseudo labeller does not read the stored table: its proposals are
+        # first moved by the proposer's box regression (pseudo_refine) and embedded again
+        table, coco = timed("proposals + teacher regions + teacher pseudo labels (train)", lambda: proposals_and_pseudo_labels(
+            proposer, teacher, train_set, dm.class_names, dm.novel, image_regions, prompts=prompts, score_threshold=pseudo_threshold,
+            gold_iou=pseudo_gold_iou, refine=pseudo_refine,
         ))
+        save_proposals(table, proposals)
+        with_props = WorldDetDataModule(str(world), batch_size=batch_size, proposals=str(proposals))
         save_pseudo_labels(coco, pseudo)
         with_pseudo = WorldDetDataModule(str(world), batch_size=batch_size, pseudo_labels=str(pseudo))
         vild = {"lr": lr, "lr_schedule": lr_schedule, "image_regions": image_regions, "prompts": prompts}

@@ -12,10 +12,11 @@ from .batches import batches
 
 @torch.no_grad()
 def propose_batch(detector, teacher, images, targets, top_n: int, scales=(1.0, 1.5), region_teacher: str = "crop",
-                  region_stride: int | None = None) -> list[dict]:
+                  region_stride: int | None = None, proposed: tuple | None = None) -> list[dict]:
     """Per image: ``image_id``, top-N ``boxes`` (xyxy pixels), ``objectness`` and, with a teacher, ``regions``
-    (crop or dense-pooled embeddings, ``region_teacher``)."""
-    props, scores = detector.propose(images)
+    (crop or dense-pooled embeddings, ``region_teacher``). ``proposed``: ``detector.propose(images)``'s output when
+    another step has already run it on these images."""
+    props, scores = (proposed or detector.propose(images))[:2]
     props = [p[:top_n] for p in props]
     scores = [s[:top_n] for s in scores]
     out = [{"image_id": int(t["image_id"]), "boxes": p, "objectness": s} for t, p, s in zip(targets, props, scores, strict=True)]

@@ -59,11 +59,13 @@ def _select(image_id, boxes, scores, labels, gold, target: list[int], s: dict) -
 
 
 @torch.no_grad()
-def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, images, targets, settings: dict) -> list[dict]:
+def teacher_label_batch(teacher, proposer, text, target: list[int], dataset, images, targets, settings: dict,
+                        proposed: tuple | None = None) -> list[dict]:
     """Round one for a batch: the teacher classifies the proposer's top proposals (1x + 1.5x crops), refined by the
-    proposer's box regression when ``settings["refine"]``."""
+    proposer's box regression when ``settings["refine"]``. ``proposed``: ``proposer.propose(images,
+    keep_features=True)``'s output when another step has already run it on these images."""
     n = settings["top_proposals"]
-    boxes, objectness, features = proposer.propose(images, keep_features=True)
+    boxes, objectness, features = proposed or proposer.propose(images, keep_features=True)
     # a box's score is a class probability times its objectness: one below the threshold can never pass, so the
     # teacher (the cost of this pass) does not embed it
     keep = [o[:n] >= settings["score_threshold"] for o in objectness]
