@@ -35,5 +35,10 @@ def compute_proposals(detector, dataset, top_n: int = 100, teacher=None, scales=
     items = []
     for images, targets in batches(dataset, batch_size, progress):
         items += propose_batch(detector, teacher, [i.to(device) for i in images], targets, top_n, scales, region_teacher, region_stride)
+    return proposals_table(items, dataset, teacher, scales, region_teacher)
+
+
+def proposals_table(items: list[dict], dataset, teacher, scales, region_teacher: str = "crop") -> dict:
+    """The proposals file's dict from ``propose_batch`` items computed on ``dataset``'s images."""
     items = [{k: (v.cpu() if torch.is_tensor(v) else v) for k, v in i.items()} for i in items]
     return pack_proposals(items, teacher, scales, file_fingerprint(dataset.ann_file), region_teacher)

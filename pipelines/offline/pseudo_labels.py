@@ -95,6 +95,13 @@ def detector_label_batch(module, dataset, images, targets, settings: dict) -> li
     ]
 
 
+def label_vocabulary(teacher, class_names: list[str], novel: list[str], templates="simple", prompts: str | None = None,
+                     text=None) -> tuple:
+    """Round one's class embeddings (``text`` when already computed) and the indices of the classes it labels."""
+    text = text_embeddings(teacher, class_names, templates, prompts) if text is None else text
+    return text, [class_names.index(c) for c in novel]
+
+
 def teacher_settings(score_threshold=0.5, top_k=5, nms_iou=0.5, gold_iou=0.5, scale=100.0, top_proposals=100, refine=False) -> dict:
     return {"score_threshold": score_threshold, "top_k": top_k, "nms_iou": nms_iou, "gold_iou": gold_iou, "scale": scale,
             "top_proposals": top_proposals, "refine": refine}
@@ -117,8 +124,7 @@ def teacher_pseudo_labels(
     if refine and proposals is not None:
         raise ValueError("refine=True moves proposals with the proposer's box head and re-embeds them: it cannot read a stored "
                          "proposals table (pass refine=False to label the stored boxes as they are)")
-    text = text_embeddings(teacher, class_names, templates, prompts) if text is None else text
-    target = [class_names.index(c) for c in novel]
+    text, target = label_vocabulary(teacher, class_names, novel, templates, prompts, text)
     settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_proposals, refine)
     found = []
     if proposals is not None:

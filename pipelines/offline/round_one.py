@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from pipelines.data.proposals_file import file_fingerprint, pack_proposals
-from teachers.prompts import text_embeddings
-
 from .batches import batches
-from .proposals import propose_batch
-from .pseudo_labels import teacher_label_batch, teacher_settings, to_coco
+from .proposals import proposals_table, propose_batch
+from .pseudo_labels import label_vocabulary, teacher_label_batch, teacher_settings, to_coco
 
 
 @torch.no_grad()
@@ -27,8 +24,7 @@ def proposals_and_pseudo_labels(
     batch_size)`` and ``teacher_pseudo_labels(..., top_proposals=top_n, batch_size=batch_size)`` return, from one
     proposer pass (crop region teacher)."""
     proposer.eval()
-    text = text_embeddings(teacher, class_names, templates, prompts)
-    target = [class_names.index(c) for c in novel]
+    text, target = label_vocabulary(teacher, class_names, novel, templates, prompts)
     settings = teacher_settings(score_threshold, top_k, nms_iou, gold_iou, scale, top_n, refine)
     device = next(proposer.parameters()).device
     items, found = [], []
@@ -37,6 +33,5 @@ def proposals_and_pseudo_labels(
         proposed = proposer.propose(images, keep_features=True)
         items += propose_batch(proposer, teacher, images, targets, top_n, scales, proposed=proposed)
         found += teacher_label_batch(teacher, proposer, text, target, dataset, images, targets, settings, proposed=proposed)
-    items = [{k: (v.cpu() if torch.is_tensor(v) else v) for k, v in i.items()} for i in items]
-    table = pack_proposals(items, teacher, scales, file_fingerprint(dataset.ann_file), "crop")
-    return table, to_coco(dataset, class_names, novel, found, getattr(teacher, "name", "teacher"), settings, 1)
+    labels = to_coco(dataset, class_names, novel, found, getattr(teacher, "name", "teacher"), settings, 1)
+    return proposals_table(items, dataset, teacher, scales), labels
